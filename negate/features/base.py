@@ -1,0 +1,96 @@
+"""The contract every feature family follows, and the registry that names them.
+
+A feature family is a batched ``nn.Module``: it takes patches ``x`` of shape ``(N, 3, S, S)``, float32 RGB in
+[0, 1] (already cut at native resolution by the data module), and returns ``(N, D)`` float32 with no NaN/inf.
+``feature_names`` gives the D stable, ordered column names (``"<family>.<stat>"``). The extraction engine pools
+each family's per-patch rows over the patches of one image with the statistics in ``pool`` ("mean", "max",
+"std"), so a model sees ``<name>.<pool>`` columns.
+
+``version`` is part of the feature-cache key: bump it whenever a change to the code alters the numbers, so stale
+cached features are never mixed with new ones.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+FEATURE_REGISTRY: dict[str, type["FeatureFamily"]] = {}
+
+_F = TypeVar("_F", bound=type)
+
+
+def register_feature(name: str) -> Callable[[_F], _F]:
+    """Class decorator: make a family available as ``feature=<name>`` and via :func:`create_feature`."""
+
+    def wrap(cls: _F) -> _F:
+        if name in FEATURE_REGISTRY and FEATURE_REGISTRY[name] is not cls:
+            raise ValueError(f"feature family {name!r} is registered twice")
+        cls.name = name
+        FEATURE_REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def create_feature(name: str, **kwargs) -> "FeatureFamily":
+    """Build a registered feature family by name (timm-style ``create_model``)."""
+    import negate.features  # noqa: F401  (populates the registry)
+
+    if name not in FEATURE_REGISTRY:
+        raise KeyError(f"unknown feature family {name!r}; known: {sorted(FEATURE_REGISTRY)}")
+    return FEATURE_REGISTRY[name](**kwargs)
+
+
+def list_features() -> list[str]:
+    import negate.features  # noqa: F401
+
+    return sorted(FEATURE_REGISTRY)
+
+
+class FeatureFamily(nn.Module):
+    """Base class: subclasses set ``version``, implement ``forward`` and ``feature_names``."""
+
+    name: ClassVar[str] = "base"
+    version: ClassVar[str] = "1"
+    pool: tuple[str, ...] = ("mean", "max")
+
+    def feature_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        return len(self.feature_names())
+
+    def config_for_cache(self) -> dict:
+        """Everything that changes this family's numbers; hashed into the cache key.
+
+        Subclasses store their constructor arguments in ``self.hparams`` (a plain dict) so this works for free.
+        """
+        return {"name": self.name, "version": self.version, "pool": list(self.pool), **getattr(self, "hparams", {})}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def to_grey(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma of an ``(N, 3, H, W)`` RGB batch -> ``(N, 1, H, W)``."""
+    weights = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True)
+
+
+def safe_moments(v: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> dict[str, torch.Tensor]:
+    """Mean, std, skewness and excess kurtosis along ``dim``; finite for constant inputs (skew=kurt=0)."""
+    mean = v.mean(dim=dim)
+    centred = v - mean.unsqueeze(dim)
+    var = centred.pow(2).mean(dim=dim)
+    std = var.sqrt()
+    safe_var = var.clamp_min(eps)
+    skew = centred.pow(3).mean(dim=dim) / safe_var.pow(1.5)
+    kurt = centred.pow(4).mean(dim=dim) / safe_var.pow(2) - 3.0
+    flat = var <= eps
+    skew = torch.where(flat, torch.zeros_like(skew), skew)
+    kurt = torch.where(flat, torch.zeros_like(kurt), kurt)
+    return {"mean": mean, "std": std, "skew": skew, "kurt": kurt}

@@ -1,0 +1,113 @@
+"""8x8 block-DCT statistics of the luma, on the JPEG block grid.
+
+Camera photos are almost always JPEG-compressed: their block-DCT coefficients cluster at multiples of the
+quantisation steps (many exact zeros at high frequencies) and their AC magnitudes follow Benford's first-digit law
+closely; generated images saved losslessly, or re-encoded once, differ. Patches are cut with origins on multiples
+of 8 (``negate.data.patches``) so the blocks here are the encoder's blocks.
+
+``block_dct8`` is the orthonormal 2-D DCT-II of every block, equal to ``scipy.fft.dctn(block, norm='ortho')``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from negate.features.base import FeatureFamily, register_feature, to_grey
+
+# |c| bin edges (in the units of JPEG's level-shifted 8-bit luma)
+DEFAULT_EDGES = (0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5)
+BENFORD = torch.tensor([math.log10(1.0 + 1.0 / d) for d in range(1, 10)])
+
+
+def dct_matrix(n: int = 8, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Orthonormal DCT-II matrix ``D`` (``D @ v`` == ``scipy.fft.dct(v, norm='ortho')``)."""
+    k = torch.arange(n, dtype=torch.float64).view(-1, 1)
+    i = torch.arange(n, dtype=torch.float64).view(1, -1)
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d.to(dtype=dtype, device=device)
+
+
+def zigzag_order(n: int = 8) -> list[tuple[int, int]]:
+    """JPEG zig-zag scan of an ``n x n`` block as (row, col): (0,0), (0,1), (1,0), (2,0), (1,1), (0,2), ..."""
+    order = []
+    for s in range(2 * n - 1):
+        diag = [(i, s - i) for i in range(n) if 0 <= s - i < n]
+        order += diag if s % 2 else diag[::-1]
+    return order
+
+
+def block_dct8(img: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W)`` (H, W multiples of 8) -> ``(N, H/8, W/8, 8, 8)`` orthonormal DCT-II of each 8x8 block."""
+    n, h, w = img.shape
+    if h % 8 or w % 8:
+        raise ValueError(f"block DCT needs sides that are multiples of 8, got {h}x{w}")
+    blocks = img.reshape(n, h // 8, 8, w // 8, 8).transpose(2, 3)
+    d = dct_matrix(8, img.dtype, img.device)
+    return d @ blocks @ d.T
+
+
+def first_digit(v: torch.Tensor) -> torch.Tensor:
+    """Leading decimal digit (1..9) of positive ``v``; robust to float rounding at powers of ten."""
+    e = torch.floor(torch.log10(v))
+    mant = v / torch.pow(10.0, e)
+    e = e + (mant >= 10.0).to(e.dtype) - (mant < 1.0).to(e.dtype)
+    mant = v / torch.pow(10.0, e)
+    return torch.floor(mant).clamp(1, 9).long()
+
+
+@register_feature("dct")
+class DCTFeatures(FeatureFamily):
+    """Per zig-zag AC frequency 1..n_freq: mean|c|, std, zero share (|c| < 0.5); histogram of all AC |c|;
+    first-digit distribution of AC |c| >= 1 and its chi-square-like distance to Benford's law."""
+
+    version = "1"
+    pool = ("mean",)
+
+    def __init__(self, n_freq: int = 20, edges: tuple[float, ...] | list[float] = DEFAULT_EDGES) -> None:
+        super().__init__()
+        if not 1 <= n_freq <= 63:
+            raise ValueError("n_freq must be in 1..63")
+        edges = tuple(float(e) for e in edges)
+        self.n_freq = int(n_freq)
+        self.hparams = {"n_freq": self.n_freq, "edges": list(edges)}
+        zz = zigzag_order(8)
+        self.register_buffer("zz_index", torch.tensor([i * 8 + j for i, j in zz], dtype=torch.long), persistent=False)
+        self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32), persistent=False)
+
+    def feature_names(self) -> list[str]:
+        p = self.name
+        names = [f"{p}.zz{k:02d}_{s}" for k in range(1, self.n_freq + 1) for s in ("mean_abs", "std", "zero")]
+        names += [f"{p}.ac_hist_{i:02d}" for i in range(len(self.hparams["edges"]) + 1)]
+        names += [f"{p}.benford_{d}" for d in range(1, 10)] + [f"{p}.benford_dist", f"{p}.ac_ge1_share"]
+        return names
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        n = x.shape[0]
+        luma = to_grey(x)[:, 0] * 255.0 - 128.0
+        coef = block_dct8(luma).reshape(n, -1, 64)[..., self.zz_index]  # (N, blocks, 64) zig-zag
+        ac = coef[..., 1:]
+        sel = ac[..., : self.n_freq]
+        sel_abs = sel.abs()
+        per_freq = torch.stack(
+            [sel_abs.mean(1), sel.std(1, correction=0), (sel_abs < 0.5).float().mean(1)], dim=-1
+        ).reshape(n, -1)
+
+        ac_abs = ac.abs().reshape(n, -1)
+        below = torch.stack([(ac_abs < e).float().mean(-1) for e in self.edges.tolist()], dim=-1)
+        cum = torch.cat([torch.zeros_like(below[:, :1]), below, torch.ones_like(below[:, :1])], dim=-1)
+        hist = cum[:, 1:] - cum[:, :-1]
+
+        big = ac_abs >= 1.0
+        digits = torch.where(big, first_digit(ac_abs.clamp_min(1.0)), torch.zeros_like(ac_abs, dtype=torch.long))
+        offsets = torch.arange(n, device=x.device).view(-1, 1) * 10
+        counts = torch.bincount((digits + offsets).reshape(-1), minlength=10 * n).view(n, 10)[:, 1:].float()
+        total = counts.sum(-1, keepdim=True)
+        share = counts / total.clamp_min(1.0)
+        benford = BENFORD.to(x.device)
+        dist = torch.where(total[:, 0] > 0, ((share - benford).square() / benford).sum(-1), torch.zeros_like(total[:, 0]))
+        out = [per_freq, hist, share, dist.unsqueeze(1), big.float().mean(-1, keepdim=True)]
+        return torch.nan_to_num(torch.cat(out, dim=1), nan=0.0, posinf=0.0, neginf=0.0)

@@ -1,0 +1,111 @@
+"""Denoiser residuals: what is left after a Laplacian and a 3x3 median filter, per colour channel.
+
+Camera pipelines (demosaicing, sensor noise, JPEG) and generator decoders leave different high-frequency noise.
+The residual of a linear high-pass (Laplacian) and of a non-linear denoiser (median) are summarised by their moments,
+a fixed-bin histogram of ``|r|`` (in 8-bit grey levels) and the correlation of the residual between colour channels
+(demosaicing correlates them; many generators do not).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from kornia.filters import laplacian
+
+from negate.features.base import FeatureFamily, register_feature, safe_moments
+
+# |r| * 255 bin edges (8-bit grey levels): {0}, {1}, {2,3}, {4..7}, {8..15}, {16..31}, {32..63}, {64+}
+DEFAULT_EDGES = (0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 63.5)
+CHANNELS = ("r", "g", "b")
+
+
+def _med3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+
+
+def median3x3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 median of every channel of ``(N, C, H, W)``, mirror borders (``scipy.ndimage`` ``mode='mirror'``).
+
+    Exact median of 9 without sorting: sort each vertical triple once (shared by three windows), then the median is
+    ``med3(max of the column minima, med3 of the column medians, min of the column maxima)``.
+    """
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1), mode="reflect") if min(h, w) > 1 else F.pad(x, (1, 1, 1, 1), mode="replicate")
+    top, mid, bot = p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :]
+    lo1, hi1 = torch.minimum(top, mid), torch.maximum(top, mid)
+    lo = torch.minimum(lo1, bot)
+    hi = torch.maximum(hi1, bot)
+    me = torch.maximum(lo1, torch.minimum(hi1, bot))
+    lo_max = torch.maximum(torch.maximum(lo[..., :-2], lo[..., 1:-1]), lo[..., 2:])
+    hi_min = torch.minimum(torch.minimum(hi[..., :-2], hi[..., 1:-1]), hi[..., 2:])
+    me_med = _med3(me[..., :-2], me[..., 1:-1], me[..., 2:])
+    return _med3(lo_max, me_med, hi_min)
+
+
+def median_residual(x: torch.Tensor) -> torch.Tensor:
+    """``x - median3x3(x)``: the part a simple non-linear denoiser removes."""
+    return x - median3x3(x)
+
+
+def laplacian_residual(x: torch.Tensor) -> torch.Tensor:
+    """8-neighbour Laplacian (kernel ones with centre -8), unnormalised, mirror borders (kornia)."""
+    border = "reflect" if min(x.shape[-2:]) > 1 else "replicate"
+    return laplacian(x, 3, border_type=border, normalized=False)
+
+
+def abs_histogram(a: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Fractions of ``a`` (``(..., L)``, non-negative) in the bins ``[0,e0), [e0,e1), ..., [e_last, inf)``."""
+    below = torch.stack([(a < e).float().mean(-1) for e in edges.tolist()], dim=-1)
+    cum = torch.cat([torch.zeros_like(below[..., :1]), below, torch.ones_like(below[..., :1])], dim=-1)
+    return cum[..., 1:] - cum[..., :-1]
+
+
+def residual_stats(r: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel stats ``(N, C, 4 + B)`` [mean|r|, std, skew, kurt, hist...] and channel correlations ``(N, 3)``."""
+    n, c = r.shape[:2]
+    flat = r.reshape(n, c, -1)
+    a = flat.abs()
+    m = safe_moments(flat)
+    hist = abs_histogram(a * 255.0, edges)
+    per_channel = torch.cat([torch.stack([a.mean(-1), m["std"], m["skew"], m["kurt"]], dim=-1), hist], dim=-1)
+    centred = flat - m["mean"].unsqueeze(-1)
+    std = m["std"].clamp_min(1e-6)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    corr = torch.stack(
+        [(centred[:, i] * centred[:, j]).mean(-1) / (std[:, i] * std[:, j]) for i, j in pairs], dim=-1
+    ).clamp(-1.0, 1.0)
+    return per_channel, corr
+
+
+@register_feature("laplacian")
+class LaplacianResidual(FeatureFamily):
+    """Laplacian and median-denoiser residual statistics per colour channel, plus cross-channel correlation."""
+
+    version = "1"
+    pool = ("mean", "max")
+
+    def __init__(self, edges: tuple[float, ...] | list[float] = DEFAULT_EDGES) -> None:
+        super().__init__()
+        edges = tuple(float(e) for e in edges)
+        if list(edges) != sorted(edges) or len(edges) == 0:
+            raise ValueError(f"histogram edges must be increasing and non-empty, got {edges}")
+        self.hparams = {"edges": list(edges)}
+        self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32), persistent=False)
+
+    def feature_names(self) -> list[str]:
+        n_bins = len(self.hparams["edges"]) + 1
+        stats = ["mean_abs", "std", "skew", "kurt"] + [f"hist_{i:02d}" for i in range(n_bins)]
+        names = []
+        for res in ("lap", "med"):
+            names += [f"{self.name}.{res}_{ch}_{s}" for ch in CHANNELS for s in stats]
+            names += [f"{self.name}.{res}_corr_{a}{b}" for a, b in (("r", "g"), ("r", "b"), ("g", "b"))]
+        return names
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        n = x.shape[0]
+        out = []
+        for r in (laplacian_residual(x), median_residual(x)):
+            per_channel, corr = residual_stats(r, self.edges)
+            out += [per_channel.reshape(n, -1), corr]
+        return torch.nan_to_num(torch.cat(out, dim=1), nan=0.0, posinf=0.0, neginf=0.0)

@@ -1,0 +1,194 @@
+"""A trained detector on disk: ``outputs/models/<YYYYMMDD_HHMMSS>/``.
+
+Contents (no pickle anywhere): the detector's own files (XGBoost UBJ, safetensors), ``model.json`` (detector kind,
+parameters, fitted state, decision threshold, uncertain band, ordered feature names, schema version),
+``pipeline.yaml`` (the resolved feature pipeline: families, encoder, autoencoder, patches, data normalisation),
+``metrics.json``, ``MODEL_CARD.md`` and ``checksums.sha256``. Loading refuses a folder whose files do not match their
+checksums, that lacks a listed file, or whose schema version or feature names differ from what this code computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from negate import __version__
+from negate.classifiers.base import Detector, load_detector
+
+SCHEMA_VERSION = 1
+CHECKSUMS = "checksums.sha256"
+MODEL_JSON = "model.json"
+PIPELINE_YAML = "pipeline.yaml"
+METRICS_JSON = "metrics.json"
+CARD = "MODEL_CARD.md"
+
+
+class ModelFolderError(Exception):
+    """The model folder is missing, tampered with, truncated or made by an incompatible version."""
+
+
+@dataclass
+class LoadedModel:
+    folder: Path
+    detector: Detector
+    pipeline: dict
+    feature_names: list[str]
+    threshold: float
+    uncertain: tuple[float, float]
+    info: dict
+
+    def verdicts(self, prob) -> list[str]:
+        lo, hi = self.uncertain
+        return ["uncertain" if lo <= p < hi else ("synthetic" if p >= self.threshold else "human") for p in prob]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def new_model_dir(models_root: str | Path) -> Path:
+    root = Path(models_root)
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    folder, n = root / stamp, 1
+    while folder.exists():
+        folder, n = root / f"{stamp}_{n}", n + 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def save_model(
+    folder: Path,
+    detector: Detector,
+    pipeline: dict,
+    feature_names: list[str],
+    threshold: float,
+    uncertain: tuple[float, float],
+    metrics: dict,
+    card: dict,
+) -> Path:
+    """Write every artefact, then the checksums, then the card that lists them."""
+    folder = Path(folder)
+    files = list(detector.save(folder))
+    model_info = {
+        "schema_version": SCHEMA_VERSION,
+        "negate_version": __version__,
+        "detector": {"kind": detector.kind, "params": detector.params(), "state": detector.state()},
+        "threshold": float(threshold),
+        "uncertain": [float(uncertain[0]), float(uncertain[1])],
+        "feature_names": list(feature_names),
+    }
+    (folder / MODEL_JSON).write_text(json.dumps(model_info, indent=1, sort_keys=True))
+    (folder / PIPELINE_YAML).write_text(yaml.safe_dump(pipeline, sort_keys=True))
+    (folder / METRICS_JSON).write_text(json.dumps(metrics, indent=1, sort_keys=True, default=float))
+    files += [MODEL_JSON, PIPELINE_YAML, METRICS_JSON]
+    sums = {name: _sha256(folder / name) for name in sorted(files)}
+    (folder / CHECKSUMS).write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
+    (folder / CARD).write_text(_card_text(folder, detector, model_info, metrics, card, sums))
+    return folder
+
+
+def _card_text(folder: Path, detector: Detector, info: dict, metrics: dict, card: dict, sums: dict) -> str:
+    import numpy
+    import torch
+    import xgboost
+
+    lines = [
+        f"# negate model {folder.name}",
+        "",
+        f"- date: {datetime.now().isoformat(timespec='seconds')}",
+        f"- detector: {detector.kind} {json.dumps(detector.params(), sort_keys=True)}",
+        f"- features: {len(info['feature_names'])} columns from {card.get('families', '?')}",
+        f"- data: {card.get('data', '?')}",
+        f"- split: {card.get('split', '?')}",
+        f"- decision threshold: {info['threshold']:.4f} (chosen on {card.get('threshold_rule', 'the validation split')});"
+        f" uncertain band [{info['uncertain'][0]:.4f}, {info['uncertain'][1]:.4f})",
+        f"- versions: negate {__version__}, python {platform.python_version()}, torch {torch.__version__}, "
+        f"xgboost {xgboost.__version__}, numpy {numpy.__version__}",
+        "",
+        "## Test metrics (scored once, never used for fitting, early stopping or threshold)",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    for name, value in metrics.get("test", {}).items():
+        if isinstance(value, (int, float)):
+            lines.append(f"| {name} | {value:.4f} |")
+    for title, text in card.get("sections", {}).items():
+        lines += ["", f"## {title}", "", text]
+    lines += ["", "## Artefacts (sha256, verified on load)", "", "| file | sha256 |", "| --- | --- |"]
+    lines += [f"| {name} | `{digest}` |" for name, digest in sums.items()]
+    return "\n".join(lines) + "\n"
+
+
+def resolve_ckpt(ckpt: str | Path, models_root: str | Path) -> Path:
+    """``latest`` -> newest folder under ``models_root``; otherwise the given path."""
+    if str(ckpt) == "latest":
+        root = Path(models_root)
+        candidates = sorted(p for p in root.glob("*") if (p / MODEL_JSON).exists()) if root.exists() else []
+        if not candidates:
+            raise ModelFolderError(f"no trained model under {root}: run `negate train` first or pass ckpt=PATH")
+        return candidates[-1]
+    return Path(ckpt)
+
+
+def verify_checksums(folder: Path) -> dict[str, str]:
+    sums_path = folder / CHECKSUMS
+    if not sums_path.is_file():
+        raise ModelFolderError(f"{folder} is not a negate model folder (no {CHECKSUMS})")
+    sums = {}
+    for line in sums_path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if not name or len(digest) != 64 or "/" in name or name.startswith("."):
+            raise ModelFolderError(f"{folder / CHECKSUMS} is malformed: {line!r}")
+        sums[name] = digest
+    for name in (MODEL_JSON, PIPELINE_YAML):
+        if name not in sums:
+            raise ModelFolderError(f"{folder}: {name} is not covered by {CHECKSUMS}")
+    for name, digest in sums.items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelFolderError(f"{folder}: {name} is missing")
+        actual = _sha256(path)
+        if actual != digest:
+            raise ModelFolderError(f"{folder}: {name} does not match its checksum (tampered or truncated); refusing to load")
+    return sums
+
+
+def load_model(folder: str | Path, expected_names=None) -> LoadedModel:
+    """Verify and load. ``expected_names(pipeline) -> list[str]`` recomputes feature names with the current code."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFolderError(f"model folder not found: {folder}")
+    verify_checksums(folder)
+    try:
+        info = json.loads((folder / MODEL_JSON).read_text())
+        pipeline = yaml.safe_load((folder / PIPELINE_YAML).read_text())
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ModelFolderError(f"{folder}: unreadable model metadata ({err})") from None
+    if info.get("schema_version") != SCHEMA_VERSION:
+        raise ModelFolderError(
+            f"{folder} was written with feature-schema version {info.get('schema_version')}, this negate reads "
+            f"{SCHEMA_VERSION}: retrain the model with this version"
+        )
+    names = info["feature_names"]
+    if expected_names is not None:
+        current = expected_names(pipeline)
+        if current != names:
+            diff = sorted(set(current) ^ set(names))[:5]
+            raise ModelFolderError(
+                f"{folder}: its feature names differ from what this code computes for its pipeline "
+                f"(e.g. {diff or 'same names, other order'}); retrain the model with this version"
+            )
+    det = info["detector"]
+    detector = load_detector(folder, det["kind"], det["params"], det["state"])
+    return LoadedModel(folder, detector, pipeline, names, info["threshold"], tuple(info["uncertain"]), info)

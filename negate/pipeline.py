@@ -1,0 +1,154 @@
+"""From composed config to the pieces every command shares: records, feature families, views, features.
+
+The *pipeline* is everything that decides the numbers a detector sees: feature families (handcrafted, encoder,
+autoencoder), patch cutting and the data normalisation (``data.reencode``). It is saved with a model as
+``pipeline.yaml`` so ``infer`` and ``evaluate`` rebuild exactly the features the model was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from negate.data.dataset import ExtractionItem, PatchConfig, make_key
+from negate.data.index import hash_records
+from negate.data.records import ImageRecord, load_folder, load_manifest
+from negate.extract import FeatureTable, extract_features, pooled_names
+from negate.features.base import FeatureFamily
+
+log = logging.getLogger(__name__)
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+
+
+def sample_dir() -> str:
+    return str(SAMPLE_DIR)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("negate_sample_dir"):
+        OmegaConf.register_new_resolver("negate_sample_dir", sample_dir)
+
+
+register_resolvers()
+
+
+def load_records(data_cfg) -> tuple[list[ImageRecord], dict[str, str]]:
+    """Records of ``data=folder|manifest|sample`` and the paths skipped while scanning (with reasons)."""
+    kind, path = data_cfg.kind, data_cfg.get("path")
+    if path in (None, "???"):
+        raise ValueError(f"data={kind} needs data.path=...")
+    if kind == "folder":
+        records, skipped = load_folder(path)
+        return records, dict(skipped)
+    if kind == "manifest":
+        return load_manifest(path, data_cfg.get("source_from", "auto")), {}
+    raise ValueError(f"unknown data.kind {kind!r}: use folder or manifest")
+
+
+def pipeline_from_cfg(cfg: DictConfig) -> dict:
+    """The resolved, plain-dict part of the config that defines features (saved with the model)."""
+    return {
+        "feature": OmegaConf.to_container(cfg.get("feature") or {}, resolve=True),
+        "encoder": OmegaConf.to_container(cfg.encoder, resolve=True),
+        "ae": OmegaConf.to_container(cfg.ae, resolve=True),
+        "patches": OmegaConf.to_container(cfg.patches, resolve=True),
+        "reencode": cfg.data.get("reencode") or "",
+        "max_pixels": int(cfg.data.get("max_pixels", 64_000_000)),
+    }
+
+
+def build_families(pipeline: dict) -> list[FeatureFamily]:
+    families = [instantiate(spec) for _, spec in sorted(pipeline["feature"].items())]
+    if pipeline["encoder"].get("name", "none") != "none" or pipeline["ae"].get("name", "none") != "none":
+        from negate.models.families import build_deep_families  # imports timm/diffusers only when needed
+
+        families += build_deep_families(OmegaConf.create(pipeline["encoder"]), OmegaConf.create(pipeline["ae"]))
+    return families
+
+
+def feature_names(pipeline: dict, families: list[FeatureFamily] | None = None) -> list[str]:
+    families = families if families is not None else build_families(pipeline)
+    return [n for f in families for n in pooled_names(f)]
+
+
+def compose_view(*specs: str) -> str:
+    """Join view specs applied in order; the pipeline's own normalisation always comes last."""
+    return "+".join(s for s in specs if s)
+
+
+def trainer_factory(trainer_cfg, extra_callbacks=()):
+    """Callable building a Lightning Trainer from the ``trainer`` config group."""
+
+    def make(callbacks):
+        return instantiate(trainer_cfg, callbacks=[*callbacks, *extra_callbacks], _convert_="all")
+
+    return make
+
+
+class FeatureRunner:
+    """Extracts features for records with one pipeline, any view, through the shared cache."""
+
+    def __init__(self, pipeline: dict, cfg: DictConfig, families: list[FeatureFamily] | None = None):
+        self.pipeline = pipeline
+        self.families = families if families is not None else build_families(pipeline)
+        self.patches = PatchConfig(**pipeline["patches"])
+        self.extract = partial(
+            extract_features,
+            families=self.families,
+            patches=self.patches,
+            cache_root=cfg.paths.cache_dir,
+            trainer_factory=trainer_factory(cfg.trainer),
+            batch_size=cfg.extract.batch_size,
+            num_workers=cfg.extract.num_workers,
+            max_pixels=pipeline["max_pixels"],
+            shard_rows=cfg.extract.shard_rows,
+        )
+        self._hashes: dict[str, str | None] = {}
+        self.unreadable: dict[str, str] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return feature_names(self.pipeline, self.families)
+
+    def hashes(self, records: list[ImageRecord]) -> list[str | None]:
+        todo = [r for r in records if r.path not in self._hashes]
+        new, failed = hash_records(todo)
+        self._hashes.update({r.path: h for r, h in zip(todo, new)})
+        self.unreadable.update(failed)
+        return [self._hashes[r.path] for r in records]
+
+    def features(self, records: list[ImageRecord], attack: str | list[str] = "") -> tuple[list[int], FeatureTable]:
+        """Feature rows for ``records`` seen through ``attack`` (one spec, or one per record), then the pipeline's
+        normalisation. Returns the indices of the records that have a row (same order as ``table.X``) and the table.
+        """
+        attacks = [attack] * len(records) if isinstance(attack, str) else list(attack)
+        views = [compose_view(a, self.pipeline["reencode"]) for a in attacks]
+        hashes = self.hashes(records)
+        keys = [None if h is None else make_key(h, v) for h, v in zip(hashes, views)]
+        items = [ExtractionItem(r.path, k, v) for r, k, v in zip(records, keys, views) if k is not None]
+        table = self.extract(items)
+        row_of = {k: i for i, k in enumerate(table.keys)}
+        kept = [i for i, k in enumerate(keys) if k is not None and k in row_of]
+        order = [row_of[keys[i]] for i in kept]
+        table.X = table.X[order]
+        table.keys = [table.keys[j] for j in order]
+        return kept, table
+
+    def failures(self, records: list[ImageRecord], table: FeatureTable, kept: list[int]) -> list[tuple[str, str]]:
+        """(path, reason) for every record without a feature row."""
+        kept_set = set(kept)
+        hashes = self.hashes(records)
+        out = []
+        for i, r in enumerate(records):
+            if i in kept_set:
+                continue
+            reason = self.unreadable.get(r.path) or next(
+                (v for k, v in table.failed.items() if hashes[i] and k.startswith(hashes[i])), "not extracted"
+            )
+            out.append((r.path, reason))
+        return out

@@ -1,0 +1,20 @@
+"""``python -m negate.train [overrides]``: extract features, fit a detector, write a dated model folder."""
+
+import hydra
+from omegaconf import DictConfig
+
+from negate.pipeline import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from negate.training import train
+
+    metrics = train(cfg)
+    return metrics["test"]["auroc"]  # the value a Hydra sweeper would optimise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""``train``: features for a dataset, a grouped split, a detector fitted on train (early stopping and threshold on
+val), the test split scored once, and a model folder. Optional: leave-one-source-out CV and a robustness sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from negate.classifiers import ZeroShotDetector
+from negate.data.index import file_format
+from negate.data.patches import seed_from_key
+from negate.data.perturb import ROBUSTNESS_SUITE, random_view
+from negate.data.records import ImageRecord
+from negate.data.split import split_indices
+from negate.evaluation.cv import leave_one_group_out
+from negate.evaluation.metrics import binary_metrics
+from negate.evaluation.report import write_report
+from negate.model_folder import new_model_dir, save_model
+from negate.pipeline import FeatureRunner, load_records, pipeline_from_cfg
+from negate.run_logger import create_run_logger
+from negate.thresholds import choose_threshold, uncertain_band
+from negate.tables import print_metrics_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureSet:
+    """Feature rows of the records that could be extracted, with their labels and metadata."""
+
+    records: list[ImageRecord]
+    X: np.ndarray
+    names: list[str]
+    skipped: list[tuple[str, str]]
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=int)
+
+    def meta(self, rows=None) -> dict[str, list]:
+        rows = range(len(self.records)) if rows is None else rows
+        recs = [self.records[i] for i in rows]
+        return {"generator": [r.generator for r in recs], "source": [r.source for r in recs],
+                "format": [file_format(r.path) for r in recs], "path": [r.path for r in recs]}
+
+
+def run_dir_from_hydra(cfg: DictConfig) -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        path = Path(cfg.paths.output_dir) / "runs" / "library"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def write_skipped(run_dir: Path, skipped: list[tuple[str, str]]) -> None:
+    if not skipped:
+        return
+    with open(run_dir / "skipped.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "reason"])
+        writer.writerows(skipped)
+    for path, reason in skipped[:20]:
+        log.warning("skipped %s: %s", path, reason)
+    if len(skipped) > 20:
+        log.warning("... and %d more; all listed in %s", len(skipped) - 20, run_dir / "skipped.csv")
+
+
+def load_feature_set(cfg: DictConfig, runner: FeatureRunner) -> FeatureSet:
+    records, scan_skipped = load_records(cfg.data)
+    if any(r.label is None for r in records):
+        raise ValueError("training data needs a label for every image")
+    kept, table = runner.features(records)
+    skipped = list(scan_skipped.items()) + runner.failures(records, table, kept)
+    if not kept:
+        raise RuntimeError(f"none of the {len(records)} images could be read; see the reasons above")
+    return FeatureSet([records[i] for i in kept], table.X, runner.names, skipped)
+
+
+def make_detector(classifier_cfg, names: list[str]):
+    detector = instantiate(classifier_cfg)
+    if isinstance(detector, ZeroShotDetector):
+        detector.bind(names)
+    return detector
+
+
+def augmented_rows(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, rows: np.ndarray):
+    """``augment.views`` seeded random views (JPEG, downscale, crop, blur) of the given rows' images.
+
+    Returns ``(X_aug, owner_row, y_aug)``; cached like any view, so sweeps pay for augmentation once.
+    """
+    views = int(cfg.augment.get("views", 0))
+    if views <= 0 or len(rows) == 0:
+        return None
+    aug_cfg = {k: v for k, v in OmegaConf.to_container(cfg.augment, resolve=True).items() if k != "views"}
+    recs = [fs.records[i] for i in rows]
+    hashes = runner.hashes(recs)
+    X_parts, owners = [], []
+    for v in range(views):
+        attacks = [random_view(seed_from_key(f"{h}|aug{v}|{cfg.seed}"), aug_cfg) for h in hashes]
+        attacks = ["" if a == "none" else a for a in attacks]
+        kept, table = runner.features(recs, attacks)
+        X_parts.append(table.X)
+        owners.append(rows[kept])
+    owner = np.concatenate(owners)
+    return np.concatenate(X_parts), owner, fs.y[owner]
+
+
+def loso(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, run_dir: Path) -> dict:
+    """Leave-one-source-out over the whole dataset, also scored after JPEG q75; writes ``loso/report.md``."""
+    groups = np.array([r.source for r in fs.records], dtype=object)
+    kept, q75 = runner.features(fs.records, "jpeg:75")
+    if len(kept) != len(fs.records):
+        raise RuntimeError("some images failed under jpeg:75 but not as originals")
+    extra = augmented_rows(cfg, runner, fs, np.arange(len(fs.records)))
+    thr = OmegaConf.to_container(cfg.threshold, resolve=True)
+    result = leave_one_group_out(
+        fs.X, fs.y, groups, lambda: make_detector(cfg.classifier, fs.names), thr, eval_views={"jpeg75": q75.X},
+        extra=extra, val_fraction=cfg.split.val_fraction, seed=cfg.seed,
+    )
+    scored = ~np.isnan(result["prob"])
+    y, p, t = fs.y[scored], result["prob"][scored], result["threshold"][scored]
+    meta = {k: [v[i] for i in np.flatnonzero(scored)] for k, v in fs.meta().items()}
+    camera = set(cfg.eval.get("camera_sources") or [])
+    is_camera = np.array([s in camera for s in meta["source"]])
+    flagged = p >= t
+    extra_info = {
+        "protocol": "leave-one-source-out, pooled; per-fold threshold from an inner grouped validation split",
+        "folds": result["folds"],
+        "fpr_at_fold_thresholds": float(flagged[y == 0].mean()) if (y == 0).any() else float("nan"),
+        "tpr_at_fold_thresholds": float(flagged[y == 1].mean()) if (y == 1).any() else float("nan"),
+        "camera_fpr_at_fold_thresholds": float(flagged[is_camera & (y == 0)].mean()) if (is_camera & (y == 0)).any() else float("nan"),
+        "camera_sources": sorted(camera),
+    }
+    robustness = {"jpeg75": (y, result["views"]["jpeg75"][scored])}
+    metrics = write_report(run_dir / "loso", y, p, float(np.median(t)), meta, "Leave-one-source-out (pooled)",
+                           robustness=robustness, extra=extra_info, n_boot=cfg.eval.n_boot, seed=cfg.seed)
+    return {"overall": metrics["overall"], "jpeg75": metrics["robustness"]["jpeg75"], **{
+        k: extra_info[k] for k in ("fpr_at_fold_thresholds", "tpr_at_fold_thresholds", "camera_fpr_at_fold_thresholds")}}
+
+
+def robustness_sweep(runner: FeatureRunner, detector, records: list[ImageRecord], y: np.ndarray) -> dict:
+    """``{perturbation: (y, prob)}`` for the records seen through each perturbation of the robustness suite."""
+    out = {}
+    for spec in ROBUSTNESS_SUITE:
+        kept, table = runner.features(records, spec)
+        out[spec] = (y[kept], detector.predict_proba(table.X)[:, 1])
+    return out
+
+
+def train(cfg: DictConfig) -> dict:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = run_dir_from_hydra(cfg)
+    pipeline = pipeline_from_cfg(cfg)
+    runner = FeatureRunner(pipeline, cfg)
+    fs = load_feature_set(cfg, runner)
+    write_skipped(run_dir, fs.skipped)
+    y = fs.y
+    groups = [getattr(r, cfg.split.group_by) for r in fs.records] if cfg.split.group_by else None
+    split = split_indices(y, groups, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
+    tr, va, te = split["train"], split["val"], split["test"]
+    log.info("split: %d train / %d val / %d test images", len(tr), len(va), len(te))
+
+    X_tr, y_tr = fs.X[tr], y[tr]
+    extra = augmented_rows(cfg, runner, fs, tr)
+    if extra is not None:
+        X_tr, y_tr = np.concatenate([X_tr, extra[0]]), np.concatenate([y_tr, extra[2]])
+    detector = make_detector(cfg.classifier, fs.names)
+    detector.fit(X_tr, y_tr, fs.X[va], y[va])
+    p_val = detector.predict_proba(fs.X[va])[:, 1]
+    p_test = detector.predict_proba(fs.X[te])[:, 1]
+    threshold = choose_threshold(y[va], p_val, cfg.threshold.method, cfg.threshold.target_fpr)
+    band = uncertain_band(threshold, cfg.threshold.uncertain_margin)
+
+    robustness = robustness_sweep(runner, detector, [fs.records[i] for i in te], y[te]) if cfg.eval.robustness else None
+    report = write_report(run_dir / "test", y[te], p_test, threshold, fs.meta(te), "Test split", robustness=robustness,
+                          n_boot=cfg.eval.n_boot, seed=cfg.seed)
+    metrics = {"val": binary_metrics(y[va], p_val, threshold), "test": report["overall"],
+               "split": {k: int(len(v)) for k, v in split.items()}, "n_skipped": len(fs.skipped)}
+    if robustness:
+        metrics["robustness"] = {k: v["auroc"] for k, v in report["robustness"].items()}
+    if cfg.eval.loso:
+        metrics["loso"] = loso(cfg, runner, fs, run_dir)
+
+    model_dir = new_model_dir(cfg.paths.models_dir)
+    card = {
+        "families": ", ".join(f.name for f in runner.families),
+        "data": f"{cfg.data.kind} {cfg.data.path} ({len(fs.records)} images, {int(y.sum())} synthetic; "
+                f"{len(fs.skipped)} skipped); normalisation: {pipeline['reencode'] or 'none'}",
+        "split": f"group_by={cfg.split.group_by}, val={cfg.split.val_fraction}, test={cfg.split.test_fraction}, seed={cfg.seed}",
+        "threshold_rule": f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split",
+        "sections": {},
+    }
+    if "loso" in metrics:
+        lo = metrics["loso"]
+        card["sections"]["Leave-one-source-out protocol"] = (
+            f"pooled AUROC {lo['overall']['auroc']:.4f}; after JPEG q75 {lo['jpeg75']['auroc']:.4f}; "
+            f"camera-photo FPR at fold thresholds {lo['camera_fpr_at_fold_thresholds']:.4f}"
+        )
+    save_model(model_dir, detector, pipeline, fs.names, threshold, band, metrics, card)
+    _write_predictions(run_dir / "test_predictions.csv", [fs.records[i] for i in te], p_test)
+
+    print_metrics_table(metrics, title=f"negate train: test split ({len(te)} images from unseen "
+                                       f"{cfg.split.group_by or 'random'} groups)")
+    print(f"model folder: {model_dir}\nreport: {run_dir / 'test' / 'report.md'}")
+    run_logger = create_run_logger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True))
+    run_logger.log_metrics(metrics)
+    run_logger.log_images({f"test/{Path(p).stem}": run_dir / "test" / p for p in report.get("plots", [])})
+    run_logger.finish()
+    metrics["model_dir"] = str(model_dir)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    return metrics
+
+
+def _write_predictions(path: Path, records: list[ImageRecord], prob: np.ndarray) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "prob_synthetic"])
+        writer.writerows((r.path, r.label, f"{p:.9f}") for r, p in zip(records, prob))

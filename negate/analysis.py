@@ -34,7 +34,7 @@ CSV_COLUMNS = (
     "std_fake",
     "xgb_gain",
 )
-MAX_GROUP_COLOURS = 10
+MAX_GROUP_COLOURS = 9  # tab10 without its grey, which marks reals
 
 
 def family_of(name: str) -> str:
@@ -89,7 +89,9 @@ def analyse_features(
     y = np.asarray(y).astype(np.int64).ravel()
     names = [str(n) for n in names]
     if X.ndim != 2 or X.shape[0] != y.size or X.shape[1] != len(names):
-        raise ValueError(f"X must be (N, D) with N = len(y) = {y.size} and D = len(names) = {len(names)}; got {X.shape}")
+        raise ValueError(
+            f"X must be (N, D) with N = len(y) = {y.size} and D = len(names) = {len(names)}; got {X.shape}"
+        )
     if not np.isin(y, (0, 1)).all() or y.min() == y.max():
         raise ValueError("y needs both classes, as 0 (real) and 1 (AI-generated)")
     if not np.isfinite(X).all():
@@ -149,7 +151,7 @@ def _plot_histograms(X: np.ndarray, y: np.ndarray, top: list[dict], path: Path) 
     nrows = int(np.ceil(k / ncols))
     fig = new_figure(3.2 * ncols, 2.6 * nrows + 0.6)
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
-    for ax, r in zip(axes, top):
+    for ax, r in zip(axes, top, strict=False):  # spare axes are hidden below
         v = X[:, r["_col"]]
         lo, hi = np.percentile(v, [1, 99])
         if hi <= lo:
@@ -178,39 +180,43 @@ def _plot_pca(X: np.ndarray, y: np.ndarray, groups: Sequence | None, path: Path,
         P = np.column_stack([P[:, 0], np.zeros(len(P))])
     ratio = np.append(pca.explained_variance_ratio_, [0.0] * (2 - n_comp))
     panels = 2 if groups is not None else 1
-    fig = new_figure(6.0 * panels, 5.5)
+    fig = new_figure(6.0 * panels + (2.5 if groups is not None else 0.0), 5.5)
     axes = np.atleast_1d(fig.subplots(1, panels))
     for cls, colour, label in ((0, REAL_COLOUR, "real"), (1, FAKE_COLOUR, "AI-generated")):
         m = y == cls
         axes[0].scatter(P[m, 0], P[m, 1], s=8, alpha=0.5, c=colour, label=label)
     axes[0].set_title("PCA of standardised features, by class")
     if groups is not None:
+        # Reals are one grey class; the most frequent AI generators get colours, the rest are "other AI".
         g = np.asarray([str(v) for v in groups], dtype=object)
-        names, counts = np.unique(g, return_counts=True)
-        keep = set(names[np.argsort(-counts, kind="stable")][:MAX_GROUP_COLOURS].tolist())
-        g = np.where(np.isin(g, list(keep)), g, "other")
-        palette = colormaps["tab10"]
-        for i, name in enumerate(sorted(keep) + (["other"] if "other" in set(g) else [])):
-            m = g == name
-            colour = "lightgrey" if name == "other" else palette(i)
-            axes[1].scatter(P[m, 0], P[m, 1], s=8, alpha=0.6, color=colour, label=f"{name} ({m.sum()})")
-        axes[1].set_title(f"by generator (top {MAX_GROUP_COLOURS})")
-    for ax in axes:
+        fake_names, counts = np.unique(g[y == 1], return_counts=True)
+        keep = sorted(fake_names[np.argsort(-counts, kind="stable")][:MAX_GROUP_COLOURS].tolist())
+        palette = [colormaps["tab10"](i) for i in range(10) if i != 7]
+        layers = [("real", y == 0, "#c7c7c7")]
+        layers += [(name, (y == 1) & (g == name), palette[i]) for i, name in enumerate(keep)]
+        layers.append(("other AI", (y == 1) & ~np.isin(g, keep), "black"))
+        for name, m, colour in layers:
+            if m.any():
+                label = name if len(name) <= 32 else name[:30] + "…"
+                axes[1].scatter(P[m, 0], P[m, 1], s=8, alpha=0.6, color=colour, label=f"{label} ({m.sum()})")
+        axes[1].set_title(f"AI images by generator (top {MAX_GROUP_COLOURS}), reals in grey")
+    for i, ax in enumerate(axes):
         ax.set_xlabel(f"PC1 ({ratio[0]:.1%} variance)")
         ax.set_ylabel(f"PC2 ({ratio[1]:.1%} variance)")
-        ax.legend(fontsize="x-small", markerscale=2, loc="best")
+        if i == 0:
+            ax.legend(fontsize="x-small", markerscale=2, loc="best")
+        else:  # many long generator names: keep them off the points
+            ax.legend(fontsize="x-small", markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
         ax.grid(alpha=0.3)
     save(fig, path)
 
 
 def _plot_correlation(Xt: np.ndarray, names: list[str], path: Path) -> None:
     """Spearman (rank) correlation between the top features: near-duplicates show as |rho| close to 1."""
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata
 
-    if Xt.shape[1] == 1:
-        corr = np.ones((1, 1))
-    else:
-        corr = np.atleast_2d(spearmanr(Xt).statistic)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.atleast_2d(np.corrcoef(rankdata(Xt, axis=0), rowvar=False))
     corr = np.nan_to_num(corr, nan=0.0)  # a constant column has no defined correlation
     k = len(names)
     fig = new_figure(max(5.0, 0.5 * k + 3.0), max(4.5, 0.5 * k + 2.0))

@@ -19,11 +19,9 @@ from negate.data.index import hash_records
 from negate.data.records import ImageRecord, load_folder, load_manifest
 from negate.extract import FeatureTable, extract_features, pooled_names
 from negate.features.base import FeatureFamily
+from negate.paths import SAMPLE_DIR
 
 log = logging.getLogger(__name__)
-
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
-
 
 def sample_dir() -> str:
     return str(SAMPLE_DIR)
@@ -81,10 +79,20 @@ def compose_view(*specs: str) -> str:
     return "+".join(s for s in specs if s)
 
 
+def quiet_lightning() -> None:
+    """Extraction is not training: hide Lightning's accelerator banners and tips, keep its warnings and errors."""
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 def trainer_factory(trainer_cfg, extra_callbacks=()):
     """Callable building a Lightning Trainer from the ``trainer`` config group."""
 
     def make(callbacks):
+        quiet_lightning()
         return instantiate(trainer_cfg, callbacks=[*callbacks, *extra_callbacks], _convert_="all")
 
     return make

@@ -34,7 +34,7 @@ def print_metrics_table(metrics: dict, title: str, console: Console | None = Non
 def print_predictions(rows: Sequence[dict], console: Console | None = None, limit: int | None = None) -> None:
     table = Table(title="negate infer")
     for column in ("path", "prob_synthetic", "verdict"):
-        table.add_column(column, justify="right" if column == "prob_synthetic" else "left")
+        table.add_column(column, justify="right" if column == "prob_synthetic" else "left", overflow="fold")
     shown = rows if limit is None else rows[:limit]
     for row in shown:
         prob = row.get("prob_synthetic")

@@ -3,12 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
+from negate.paths import CONFIG_DIR
 from negate.pipeline import register_resolvers
 
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     from negate.training import train
 

@@ -117,9 +117,9 @@ def augmented_rows(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, rows:
     return np.concatenate(X_parts), owner, fs.y[owner]
 
 
-def loso(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, run_dir: Path) -> dict:
-    """Leave-one-source-out over the whole dataset, also scored after JPEG q75; writes ``loso/report.md``."""
-    groups = np.array([r.source for r in fs.records], dtype=object)
+def loso(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, run_dir: Path, group_by: str = "source") -> dict:
+    """Leave-one-group-out over the whole dataset, also scored after JPEG q75; writes ``loso/report.md``."""
+    groups = np.array([getattr(r, group_by) for r in fs.records], dtype=object)
     kept, q75 = runner.features(fs.records, "jpeg:75")
     if len(kept) != len(fs.records):
         raise RuntimeError("some images failed under jpeg:75 but not as originals")
@@ -136,7 +136,7 @@ def loso(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, run_dir: Path) 
     is_camera = np.array([s in camera for s in meta["source"]])
     flagged = p >= t
     extra_info = {
-        "protocol": "leave-one-source-out, pooled; per-fold threshold from an inner grouped validation split",
+        "protocol": f"leave-one-{group_by}-out, pooled; per-fold threshold from an inner grouped validation split",
         "folds": result["folds"],
         "fpr_at_fold_thresholds": float(flagged[y == 0].mean()) if (y == 0).any() else float("nan"),
         "tpr_at_fold_thresholds": float(flagged[y == 1].mean()) if (y == 1).any() else float("nan"),
@@ -144,7 +144,7 @@ def loso(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, run_dir: Path) 
         "camera_sources": sorted(camera),
     }
     robustness = {"jpeg75": (y, result["views"]["jpeg75"][scored])}
-    metrics = write_report(run_dir / "loso", y, p, float(np.median(t)), meta, "Leave-one-source-out (pooled)",
+    metrics = write_report(run_dir / "loso", y, p, float(np.median(t)), meta, f"Leave-one-{group_by}-out (pooled)",
                            robustness=robustness, extra=extra_info, n_boot=cfg.eval.n_boot, seed=cfg.seed)
     return {"overall": metrics["overall"], "jpeg75": metrics["robustness"]["jpeg75"], **{
         k: extra_info[k] for k in ("fpr_at_fold_thresholds", "tpr_at_fold_thresholds", "camera_fpr_at_fold_thresholds")}}
@@ -164,6 +164,7 @@ def train(cfg: DictConfig) -> dict:
     run_dir = run_dir_from_hydra(cfg)
     pipeline = pipeline_from_cfg(cfg)
     runner = FeatureRunner(pipeline, cfg)
+    pipeline["family_versions"] = {f.name: str(f.version) for f in runner.families}
     fs = load_feature_set(cfg, runner)
     write_skipped(run_dir, fs.skipped)
     y = fs.y
@@ -191,7 +192,7 @@ def train(cfg: DictConfig) -> dict:
     if robustness:
         metrics["robustness"] = {k: v["auroc"] for k, v in report["robustness"].items()}
     if cfg.eval.loso:
-        metrics["loso"] = loso(cfg, runner, fs, run_dir)
+        metrics["loso"] = loso(cfg, runner, fs, run_dir, cfg.split.group_by or "source")
 
     model_dir = new_model_dir(cfg.paths.models_dir)
     card = {

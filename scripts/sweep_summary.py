@@ -125,12 +125,14 @@ def table_columns(rows: list[dict], metric: str) -> tuple[list[str], list[str]]:
 def flat_rows(rows: list[dict], metric: str) -> tuple[list[dict], list[str]]:
     override_keys, metric_keys = table_columns(rows, metric)
     columns = ["run", "status", *override_keys, *metric_keys, "error"]
-    flat = [{"run": r["run"], "status": r["status"], "error": r["error"], **r["overrides"], **r["metrics"]} for r in rows]
+    flat = [
+        {"run": r["run"], "status": r["status"], "error": r["error"], **r["overrides"], **r["metrics"]} for r in rows
+    ]
     return flat, columns
 
 
 def write_summary(rows: list[dict], out_dir: str | Path, metric: str = "test.auroc") -> tuple[Path, Path]:
-    from negate.evaluation.report import markdown_table
+    from negate.evaluation.tables import markdown_table
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,10 @@ def print_summary(rows: list[dict], metric: str = "test.auroc", max_metrics: int
         cells = []
         for col in shown:
             v = r.get(col, "")
-            cells.append(f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else ("–" if isinstance(v, float) else str(v)))
+            if isinstance(v, float):
+                cells.append(f"{v:.4f}" if math.isfinite(v) else "–")
+            else:
+                cells.append(str(v))
         table.add_row(*cells, style="dim" if r["status"] != "ok" else None)
     (console or Console()).print(table)
     for r in flat:

@@ -196,7 +196,8 @@ def _pil_errors(path: Path | None, fmt: str | None) -> Iterator[None]:
             detail = re.search(r"\((.+)\)", msg)
             raise DecodeError(f"{what} file is truncated" + (f" ({detail.group(1)})" if detail else ""), path) from e
         raise DecodeError(f"corrupt {what} data ({msg})", path) from e
-    except (SyntaxError, ValueError, EOFError, struct.error) as e:
+    except (SyntaxError, ValueError, EOFError, struct.error, TypeError, IndexError) as e:
+        # PIL itself reads SyntaxError, IndexError, TypeError and struct.error as "malformed file" (see Image.open)
         raise DecodeError(f"corrupt {what} data ({type(e).__name__}: {e})", path) from e
     except Exception as e:  # any other decoder failure on untrusted bytes is still a bad file, not a crash
         raise DecodeError(f"{what} decoder failed ({type(e).__name__}: {e})", path) from e

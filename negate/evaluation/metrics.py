@@ -105,7 +105,9 @@ def confusion(y_true, prob, threshold: float = 0.5) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _batched_metrics(pos: np.ndarray, neg: np.ndarray, threshold: float, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+def _batched_metrics(
+    pos: np.ndarray, neg: np.ndarray, threshold: float, n_bins: int = ECE_BINS
+) -> dict[str, np.ndarray]:
     """Metrics for B resamples: ``pos`` (B, n_pos) fake scores, ``neg`` (B, n_neg) real scores."""
     b, n_pos = pos.shape
     n_neg = neg.shape[1]
@@ -127,10 +129,9 @@ def _batched_metrics(pos: np.ndarray, neg: np.ndarray, threshold: float, n_bins:
     slot = np.searchsorted(edges, scores, side="right") - 1
     flat = (np.arange(b)[:, None] * (n_bins + 1) + slot).ravel()
     size = b * (n_bins + 1)
-    count = np.bincount(flat, minlength=size).reshape(b, -1)
     conf = np.bincount(flat, weights=scores.ravel(), minlength=size).reshape(b, -1)
     acc = np.bincount(flat, weights=np.broadcast_to(labels, scores.shape).ravel(), minlength=size).reshape(b, -1)
-    out["ece"] = np.abs(acc - conf).sum(axis=1) / n
+    out["ece"] = np.abs(acc - conf).sum(axis=1) / n  # = sum_b |mean acc - mean conf| * count_b / n
 
     if not (n_pos and n_neg):
         for key in ("auroc", "ap", *FIXED_FPRS):
@@ -184,8 +185,8 @@ def bootstrap_ci(
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, n_boot, chunk):  # chunks bound memory at roughly chunk * n * 8 bytes per array
         b = min(chunk, n_boot - start)
-        pos = pos_scores[rng.integers(0, pos_scores.size, (b, pos_scores.size))] if pos_scores.size else np.empty((b, 0))
-        neg = neg_scores[rng.integers(0, neg_scores.size, (b, neg_scores.size))] if neg_scores.size else np.empty((b, 0))
+        pos = pos_scores[rng.integers(0, max(pos_scores.size, 1), (b, pos_scores.size))]
+        neg = neg_scores[rng.integers(0, max(neg_scores.size, 1), (b, neg_scores.size))]
         parts.append(_batched_metrics(pos, neg, threshold))
     out: dict[str, tuple[float, float]] = {}
     for key in CI_METRICS:

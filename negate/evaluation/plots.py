@@ -121,7 +121,7 @@ def plot_rate_bars(
     """Horizontal bars of a rate per group (rows with NaN values are skipped), with optional interval whiskers,
     the group size in each tick label, and an optional vertical reference line. The x axis zooms to the data."""
     rows = [r for r in rows if np.isfinite(r[value_key])]
-    fig = new_figure(7.0, max(2.5, 0.3 * len(rows) + 1.5))
+    fig = new_figure(7.0, max(2.8, 0.3 * len(rows) + 1.9))
     ax = fig.add_subplot()
     labels = [f"{r[label_key]} (n={r[count_key]})" for r in rows]
     values = np.array([r[value_key] for r in rows], dtype=float)
@@ -142,7 +142,8 @@ def plot_rate_bars(
     ax.set(xlim=(0, upper), title=title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="best", fontsize="small")
+    # below the axes: inside, it would cover bars of rates near 0 or 1
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2, fontsize="small", frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 

@@ -18,6 +18,9 @@ from negate.evaluation.metrics import (
     group_rates,
     per_format_metrics,
 )
+from negate.evaluation.tables import format_cell, markdown_table
+
+__all__ = ["write_report", "markdown_table", "log_report_to_wandb"]
 
 META_KEYS = ("generator", "source", "format", "path")
 METRIC_LABELS = {
@@ -34,32 +37,6 @@ METRIC_LABELS = {
 # Robustness rows get fewer resamples: there are several of them and the CI is only a whisker on a bar.
 ROBUSTNESS_BOOT_CAP = 200
 N_MISTAKES = 10
-
-
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return "–" if not math.isfinite(v) else f"{v:.3f}"
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, (float, int)) for x in v):
-        return f"[{_cell(v[0])}, {_cell(v[1])}]"
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | Mapping[str, str]) -> str:
-    """GitHub Markdown table of ``rows``. ``columns`` is a list of keys, or a mapping key -> header text.
-
-    Floats get 3 decimals, NaN shows as "–", missing keys as empty cells, "|" in text is escaped.
-    """
-    headers = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
-    lines = ["| " + " | ".join(_cell(h) for h in headers.values()) + " |", "|" + "---|" * len(headers)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(k)) for k in headers) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _json_safe(x):
@@ -237,7 +214,7 @@ def _render_markdown(m: dict) -> str:
         rows = [{"name": k, **v, "auroc_ci": v["ci"]["auroc"]} for k, v in m["robustness"].items()]
         parts += [
             "## Robustness\n",
-            f"Same threshold, images perturbed before scoring (clean AUROC {_cell(o['auroc'])}).\n",
+            f"Same threshold, images perturbed before scoring (clean AUROC {format_cell(o['auroc'])}).\n",
             markdown_table(rows, {"name": "perturbation", "auroc": "AUROC", "auroc_ci": "AUROC 95% CI",
                                   "delta_auroc": "Δ AUROC", "tpr": "TPR", "fpr": "FPR", "ece": "ECE"}),
         ]
@@ -270,7 +247,8 @@ def log_report_to_wandb(run, metrics: Mapping, out_dir, prefix: str = "test") ->
         rows = metrics.get(key)
         if rows:
             cols = list(rows[0])
-            payload[f"{prefix}/{key}"] = wandb.Table(columns=cols, data=[[_json_safe(r[c]) for c in cols] for r in rows])
+            data = [[_json_safe(r[c]) for c in cols] for r in rows]
+            payload[f"{prefix}/{key}"] = wandb.Table(columns=cols, data=data)
     for png in sorted(Path(out_dir).glob("*.png")):
         payload[f"{prefix}/plots/{png.stem}"] = wandb.Image(str(png))
     run.log(payload)

@@ -38,71 +38,100 @@ def _axis_weights(n: int, offset: float) -> tuple[int, int, np.ndarray]:
     return lo_shift, hi_shift, frac
 
 
-def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
+def _window_is_flat(img: torch.Tensor, radius: int) -> torch.Tensor:
+    """``(N, H, W)`` bool: the ``(2*radius+1)^2`` window around the pixel (zeros outside) equals the centre."""
+    k = 2 * radius + 1
+    h, w = img.shape[-2:]
+    padded = F.pad(img.unsqueeze(1), (radius, radius, radius, radius), value=0.0)[:, 0]
+    lo_r = hi_r = padded[..., :, :w]
+    for i in range(1, k):
+        lo_r, hi_r = torch.minimum(lo_r, padded[..., :, i : i + w]), torch.maximum(hi_r, padded[..., :, i : i + w])
+    lo, hi = lo_r[..., :h, :], hi_r[..., :h, :]
+    for i in range(1, k):
+        lo, hi = torch.minimum(lo, lo_r[..., i : i + h, :]), torch.maximum(hi, hi_r[..., i : i + h, :])
+    return (lo == img) & (hi == img)
+
+
+def _skimage_interpolate(tl, tr, bl, br, dr, dc):
+    """skimage's ``bilinear_interpolation``, operation for operation."""
+    top = (1.0 - dc) * tl + dc * tr
+    bottom = (1.0 - dc) * bl + dc * br
+    return (1.0 - dr) * top + dr * bottom
+
+
+def _codes_from_bits(bits, p: int) -> torch.Tensor:
+    ones = changes = prev = None
+    for bit in bits:
+        bit = bit.to(torch.uint8)
+        if ones is None:
+            ones, changes = bit.clone(), torch.zeros_like(bit)
+        else:
+            ones += bit
+            changes += bit != prev
+        prev = bit
+    return torch.where(changes <= 2, ones, torch.full_like(ones, p + 1))
+
+
+def lbp_codes(img: torch.Tensor, p: int, r: float, flat: torch.Tensor | None = None) -> torch.Tensor:
     """Uniform LBP codes ``(N, H, W)`` in ``0..P+1`` (uint8) of ``(N, H, W)`` images, as skimage's 'uniform'.
 
-    skimage interpolates in float64, and on integer-valued images many samples tie with the centre up to the last
-    bit (e.g. weights 0.70711 and 0.29289 cancelling), where the rounding decides the bit. Float32 input is sampled
-    in float32 and the few samples within float32 error of the centre are recomputed in float64 with skimage's exact
-    operation order, so the codes stay identical to skimage's at float32 speed.
+    Float64 input is interpolated with skimage's exact operation order, so the codes are identical. On integer-valued
+    images many samples tie with the centre mathematically (weights 0.70711 and 0.29289 cancel) and skimage's float64
+    rounding decides those bits; float32 input is therefore interpolated fast (``torch.lerp``) and every pixel with
+    a sample within float32 error of its centre is recomputed the float64 way. Pixels whose whole window equals the
+    centre (``flat``, computed if not given; any window at least ``ceil(R)`` wide is valid) tie exactly in any
+    precision and are skipped.
     """
     n, h, w = img.shape
     pad = int(math.ceil(r)) + 1
     padded = F.pad(img.unsqueeze(1), (pad, pad, pad, pad), value=0.0)[:, 0]
-    one = torch.ones((), dtype=img.dtype, device=img.device)
     exact = img.dtype == torch.float64
-    if not exact:
-        # float32 error of the 6-operation interpolation is a few ulp of the largest magnitude involved
-        tol = 1e-6 * (1.0 + float(img.abs().max())) if img.numel() else 0.0
-        padded64 = None
-        # pixels whose whole neighbourhood equals the centre tie exactly in any precision: no recomputation
-        k = 2 * pad - 1
-        win = padded.unsqueeze(1)[:, :, 1:-1, 1:-1]
-        flat = (F.max_pool2d(win, k, stride=1)[:, 0] == img) & (-F.max_pool2d(-win, k, stride=1)[:, 0] == img)
+    rp, cp = _sample_offsets(p, r)
+    geometry = [(*_axis_weights(h, rp[i]), *_axis_weights(w, cp[i])) for i in range(p)]
 
-    def shifted(src: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    def at(src, dy: int, dx: int) -> torch.Tensor:
         return src[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
 
-    def interpolate(src, r0, r1, c0, c1, dr, dc):
-        """skimage's bilinear_interpolation; ``dr``/``dc`` broadcast against ``src``-shaped samples or gathers."""
-        tl, tr, bl, br = (src(r0, c0), src(r0, c1), src(r1, c0), src(r1, c1))
-        top = (1.0 - dc) * tl + dc * tr
-        bottom = (1.0 - dc) * bl + dc * br
-        return (1.0 - dr) * top + dr * bottom
+    closest = None
 
-    rp, cp = _sample_offsets(p, r)
-    ones = torch.zeros(n, h, w, dtype=torch.uint8, device=img.device)
-    changes = torch.zeros_like(ones)
-    prev = None
-    for i in range(p):
-        r0, r1, dr = _axis_weights(h, rp[i])
-        c0, c1, dc = _axis_weights(w, cp[i])
-        if not dr.any() and not dc.any():
-            bit = shifted(padded, r0, c0) >= img
-        else:
+    def bits():
+        nonlocal closest
+        for r0, r1, dr, c0, c1, dc in geometry:
+            if not dr.any() and not dc.any():
+                yield at(padded, r0, c0) >= img
+                continue
             dr_t = torch.from_numpy(dr).to(device=img.device, dtype=img.dtype).view(1, h, 1)
             dc_t = torch.from_numpy(dc).to(device=img.device, dtype=img.dtype).view(1, 1, w)
-            diff = interpolate(lambda a, b: shifted(padded, a, b), r0, r1, c0, c1, dr_t, dc_t) - img
-            bit = diff >= 0
-            if not exact:
-                unsure = (diff.abs() <= tol) & ~flat
-                if bool(unsure.any()):
-                    if padded64 is None:
-                        padded64 = padded.double()
-                    nb, yy, xx = unsure.nonzero(as_tuple=True)
-                    tex = interpolate(
-                        lambda a, b: padded64[nb, yy + pad + a, xx + pad + b],
-                        r0, r1, c0, c1,
-                        torch.from_numpy(dr).to(img.device)[yy],
-                        torch.from_numpy(dc).to(img.device)[xx],
-                    )
-                    bit[nb, yy, xx] = tex - img[nb, yy, xx].double() >= 0
-        bit = bit.to(torch.uint8)
-        ones += bit
-        if prev is not None:
-            changes += bit != prev
-        prev = bit
-    return torch.where(changes <= 2, ones, torch.full_like(ones, p + 1))
+            corners = (at(padded, r0, c0), at(padded, r0, c1), at(padded, r1, c0), at(padded, r1, c1))
+            if exact:
+                yield _skimage_interpolate(*corners, dr_t, dc_t) >= img
+                continue
+            diff = torch.lerp(torch.lerp(corners[0], corners[1], dc_t), torch.lerp(corners[2], corners[3], dc_t), dr_t)
+            diff -= img
+            yield diff >= 0
+            diff.abs_()
+            closest = diff if closest is None else torch.minimum(closest, diff, out=closest)
+
+    codes = _codes_from_bits(bits(), p)
+    if exact or closest is None:
+        return codes
+    # float32 error of the interpolation is a few ulp of the largest magnitude involved
+    tol = 1e-6 * (1.0 + float(img.abs().max()))
+    if flat is None:
+        flat = _window_is_flat(img, int(math.ceil(r)))
+    unsure = (closest <= tol) & ~flat
+    if bool(unsure.any()):
+        nb, yy, xx = unsure.nonzero(as_tuple=True)
+        padded64, centre64 = padded.double(), img[nb, yy, xx].double()
+
+        def exact_bits():
+            for r0, r1, dr, c0, c1, dc in geometry:
+                g = [padded64[nb, yy + pad + a, xx + pad + b] for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
+                dr_t, dc_t = torch.from_numpy(dr).to(img.device)[yy], torch.from_numpy(dc).to(img.device)[xx]
+                yield _skimage_interpolate(*g, dr_t, dc_t) >= centre64
+
+        codes[nb, yy, xx] = _codes_from_bits(exact_bits(), p)
+    return codes
 
 
 def code_histogram(codes: torch.Tensor, n_codes: int, border: int) -> torch.Tensor:
@@ -145,10 +174,9 @@ class LBPFeatures(FeatureFamily):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         grey = torch.round(to_grey(x) * 255.0)
-        sources = (grey[:, 0], laplacian_residual(grey)[:, 0])
-        out = [
-            code_histogram(lbp_codes(src, p, r), p + 2, int(math.ceil(r)))
-            for src in sources
-            for p, r in self.radii
-        ]
+        widest = max(int(math.ceil(r)) for _, r in self.radii)
+        out = []
+        for src in (grey[:, 0], laplacian_residual(grey)[:, 0]):
+            flat = _window_is_flat(src, widest)  # shared by all radii: a wider flat window is flat for smaller R
+            out += [code_histogram(lbp_codes(src, p, r, flat), p + 2, int(math.ceil(r))) for p, r in self.radii]
         return torch.cat(out, dim=1)

@@ -58,7 +58,7 @@ def _endpoint_reachable(timeout: float) -> bool:
         return False
 
 
-def hub_reachable(timeout: float = 1.0) -> bool:
+def hub_reachable(timeout: float = 0.8) -> bool:
     """One TCP connect to the hub endpoint (cached for the process); False means: do not try to download."""
     return not hub_offline() and _endpoint_reachable(timeout)
 

@@ -1,0 +1,24 @@
+"""``python -m negate.evaluate ckpt=FOLDER data=...`` (a saved model) or ``protocol=cv`` (leave-one-group-out CV)."""
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from negate.paths import CONFIG_DIR
+from negate.pipeline import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from negate.evaluating import evaluate
+
+    evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Latent-diffusion autoencoders (VAEs) for AEROBLADE-style reconstruction: ``x -> decode(encode(x))``.
+
+A generated image was decoded by some such autoencoder, so it lies near that decoder's output manifold and comes
+back from an encode/decode round trip with less error than a photo does (Ricker et al., AEROBLADE, CVPR 2024).
+``create_autoencoder("flux_klein")`` builds an :class:`Autoencoder` around the diffusers class each model ships
+with; its ``reconstruct`` takes and returns ``(N, 3, H, W)`` in [0, 1] and handles the model's [-1, 1] input range,
+padding to its downsampling factor, and mixed precision on GPU. ``encode`` / ``decode`` also expose the latents in
+diffusion space (scaling/shift, or FLUX.2's patchify + BatchNorm statistics) exactly as the model defines them; for
+reconstruction these transforms cancel, and the posterior mode (not a sample) is used so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from negate.models.encoders import _snapshot_revision, _to_plain
+from negate.models.hub import fetch_snapshot
+
+AE_CLASSES = ("AutoencoderKL", "AutoencoderKLFlux2", "AutoencoderDC")
+
+
+@dataclass(frozen=True)
+class AESpec:
+    name: str
+    cls: str  # diffusers class name
+    repo_id: str
+    subfolder: str | None = "vae"
+    gated: bool = False
+    license: str = ""
+
+    def replace(self, **changes: Any) -> "AESpec":
+        return dataclasses.replace(self, **changes)
+
+
+AE_REGISTRY: dict[str, AESpec] = {
+    "flux_klein": AESpec("flux_klein", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-klein-4B", "vae", license="apache-2.0"),
+    "sana_dcae": AESpec("sana_dcae", "AutoencoderDC", "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers", None,
+                        license="see model card (NVIDIA / MIT HAN Lab)"),
+    "flite": AESpec("flite", "AutoencoderKL", "Freepik/F-Lite", "vae", license="creativeml-openrail-m (see model card)"),
+    "flux2_dev": AESpec("flux2_dev", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-dev", "vae", gated=True,
+                        license="flux-dev-non-commercial-license"),
+    "zimage": AESpec("zimage", "AutoencoderKL", "Tongyi-MAI/Z-Image", "vae", license="apache-2.0"),
+    "mitsua": AESpec("mitsua", "AutoencoderKL", "Mitsua/mitsua-likes", "vae", gated=True, license="mitsua-likes-by-nc"),
+}
+
+_DOC_KEYS = ("latent_channels", "downsample", "scaling_factor", "shift_factor")
+_OTHER_KEYS = ("family", "families", "batch_size", "device", "precision", "pretrained", "notes", "input_range")
+
+
+def list_autoencoders() -> list[str]:
+    return sorted(AE_REGISTRY)
+
+
+def _diffusers_class(name: str) -> type:
+    if name not in AE_CLASSES:
+        raise ValueError(f"autoencoder class must be one of {AE_CLASSES}, got {name!r}")
+    import diffusers
+
+    return getattr(diffusers, name)
+
+
+class Autoencoder(nn.Module):
+    """A frozen diffusers VAE with [0, 1] image I/O. ``forward`` = :meth:`reconstruct`."""
+
+    def __init__(self, vae: nn.Module, *, spec: AESpec, weights: str = ""):
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+        self.spec = spec
+        self.name = spec.name
+        self.repo_id = spec.repo_id
+        self.weights = weights
+        cfg = vae.config
+        self.kind = type(vae).__name__
+        blocks = cfg.encoder_block_out_channels if self.kind == "AutoencoderDC" else cfg.block_out_channels
+        patch = tuple(getattr(cfg, "patch_size", None) or (1, 1)) if self.kind == "AutoencoderKLFlux2" else (1, 1)
+        self.downsample = 2 ** (len(blocks) - 1) * patch[0]
+        self.latent_channels = int(cfg.latent_channels)
+        self.scaling_factor = float(getattr(cfg, "scaling_factor", None) or 1.0)
+        self.shift_factor = float(getattr(cfg, "shift_factor", None) or 0.0)
+
+    def train(self, mode: bool = True) -> "Autoencoder":
+        return super().train(False)
+
+    def identity(self) -> dict:
+        return {"ae": self.name, "class": self.kind, "repo_id": self.repo_id, "subfolder": self.spec.subfolder,
+                "weights": self.weights}
+
+    # -- latent space as the model defines it -------------------------------------------------------------------
+
+    def _flux2_stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bn = self.vae.bn
+        mean = bn.running_mean.view(1, -1, 1, 1).to(z)
+        std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + self.vae.config.batch_norm_eps).to(z)
+        return mean, std
+
+    def encode(self, x01: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` images (H, W multiples of :attr:`downsample`) -> diffusion-space latents (posterior mode)."""
+        x = x01 * 2.0 - 1.0
+        if self.kind == "AutoencoderDC":
+            return self.vae.encode(x).latent * self.scaling_factor
+        z = self.vae.encode(x).latent_dist.mode()
+        if self.kind == "AutoencoderKLFlux2":
+            n, c, h, w = z.shape  # patchify 2x2 then normalise with the VAE's BatchNorm running statistics
+            z = z.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, c * 4, h // 2, w // 2)
+            mean, std = self._flux2_stats(z)
+            return (z - mean) / std
+        return (z - self.shift_factor) * self.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`encode`: diffusion-space latents -> ``[0, 1]`` images."""
+        if self.kind == "AutoencoderDC":
+            z = latents / self.scaling_factor
+        elif self.kind == "AutoencoderKLFlux2":
+            mean, std = self._flux2_stats(latents)
+            z = latents * std + mean
+            n, c4, h, w = z.shape
+            z = z.reshape(n, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, c4 // 4, h * 2, w * 2)
+        else:
+            z = latents / self.scaling_factor + self.shift_factor
+        return ((self.vae.decode(z).sample + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    def reconstruct(self, x01: torch.Tensor) -> torch.Tensor:
+        """Round trip of ``[0, 1]`` images of any size (reflect-padded to the downsampling factor, then cropped)."""
+        h, w = x01.shape[-2:]
+        m = self.downsample
+        ph, pw = (-h) % m, (-w) % m
+        x = F.pad(x01, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate") if ph or pw else x01
+        return self.decode(self.encode(x))[..., :h, :w]
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(x01)
+
+
+def resolve_ae_spec(name_or_cfg: str | Mapping | Any, **overrides: Any) -> tuple[AESpec, dict]:
+    cfg = {"name": name_or_cfg} if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg)
+    cfg.update(overrides)
+    name = cfg.get("name")
+    if name not in AE_REGISTRY:
+        raise KeyError(f"unknown autoencoder {name!r}; known: {list_autoencoders()}")
+    spec_fields = {f.name for f in dataclasses.fields(AESpec)} - {"name"}
+    spec = AE_REGISTRY[name].replace(**{k: v for k, v in cfg.items() if k in spec_fields})
+    _diffusers_class(spec.cls)
+    unknown = set(cfg) - spec_fields - {"name", "config"} - set(_DOC_KEYS) - set(_OTHER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown autoencoder config keys {sorted(unknown)} for {name!r}")
+    documented = {k: cfg[k] for k in _DOC_KEYS if cfg.get(k) is not None}
+    return spec, {"documented": documented, "config": cfg.get("config")}
+
+
+def create_autoencoder(
+    name_or_cfg: str | Mapping | Any, pretrained: bool = True, config: Mapping | None = None, seed: int = 0, **overrides: Any
+) -> Autoencoder:
+    """Build an :class:`Autoencoder` by registry name or composed ``cfg.ae``.
+
+    ``pretrained=False`` instantiates the diffusers class from ``config`` (a dict of its constructor arguments,
+    e.g. a tiny test configuration) with seeded random weights instead of downloading anything.
+    """
+    spec, extra = resolve_ae_spec(name_or_cfg, **overrides)
+    cls = _diffusers_class(spec.cls)
+    if pretrained:
+        path = fetch_snapshot(spec.repo_id, subfolder=spec.subfolder, gated=spec.gated,
+                              patterns=None if spec.subfolder else ["*.json", "*.safetensors"])
+        vae = cls.from_pretrained(path, subfolder=spec.subfolder)
+        rev = _snapshot_revision(path)
+        ae = Autoencoder(vae, spec=spec, weights=f"{spec.repo_id}@{rev}/{spec.subfolder or ''}")
+        _check_documented(ae, extra["documented"])
+        return ae
+    arch = dict(config or extra["config"] or {})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = cls(**arch)
+    return Autoencoder(vae, spec=spec, weights=f"random-init(seed={seed})")
+
+
+def _check_documented(ae: Autoencoder, documented: dict) -> None:
+    actual = {"latent_channels": ae.latent_channels, "downsample": ae.downsample,
+              "scaling_factor": ae.scaling_factor, "shift_factor": ae.shift_factor}
+    for key, value in documented.items():
+        if abs(float(value) - float(actual[key])) > 1e-6:
+            raise ValueError(f"autoencoder {ae.name!r}: config says {key}={value!r} but the model's config gives "
+                             f"{actual[key]!r}; fix the yaml")

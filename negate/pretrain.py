@@ -1,0 +1,24 @@
+"""``python -m negate.pretrain [data=...] [feature=[...]]``: per-feature class separation, ranked, with plots."""
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from negate.paths import CONFIG_DIR
+from negate.pipeline import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="pretrain")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from negate.pretraining import pretrain
+
+    pretrain(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

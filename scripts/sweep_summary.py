@@ -5,7 +5,8 @@
     python scripts/sweep_summary.py outputs/multirun/2025-01-01/12-00-00 --metric loso.auroc_mean
 
 A run is any folder under the sweep holding ``.hydra/overrides.yaml``. Its ``metrics.json`` is read for the
-scalar values under "test" (and "loso" if present; nested dicts flatten to dotted keys, lists are skipped).
+scalar values under "test" (and "loso" if present; nested dicts flatten to dotted keys, lists are skipped); a
+metrics.json written by ``negate.evaluation.report.write_report`` (no "test", an "overall" section) also works.
 Runs without a readable metrics.json are listed as failed, below the others. Writes ``summary.md`` and
 ``summary.csv`` into the sweep folder (or ``--out``) and prints the table.
 """
@@ -76,6 +77,8 @@ def load_run(run_dir: Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         row["status"], row["error"] = "failed", f"metrics.json unreadable: {exc}"
         return row
+    if isinstance(data, dict) and "test" not in data and isinstance(data.get("overall"), dict):
+        data = {**data, "test": data["overall"]}  # a bare write_report() metrics.json
     if not isinstance(data, dict) or not any(isinstance(data.get(s), dict) for s in METRIC_SECTIONS):
         row["status"], row["error"] = "failed", f"metrics.json has none of the sections {METRIC_SECTIONS}"
         return row

@@ -43,6 +43,7 @@ def multirun(tmp_path):
     make_run(new, "2", ["model=mlp", "+trainer.max_epochs=3"], None)  # crashed before writing metrics
     make_run(new, "3", ["model=svm"], "{not json")
     make_run(new, "10", ["model=knn"], {"test": {"auroc": None, "ece": 0.2}})  # NaN written as null
+    make_run(new, "11", ["model=rf"], {"title": "t", "overall": {"auroc": 0.85, "ece": 0.1}, "per_source": []})
     os.utime(old, (1_000, 1_000))
     os.utime(new, (2_000, 2_000))
     return root, new
@@ -58,16 +59,17 @@ def test_find_latest(sweep_summary, multirun):
 def test_collect_and_sort(sweep_summary, multirun):
     _, new = multirun
     rows = sweep_summary.collect_runs(new)
-    assert [r["run"] for r in rows] == ["0", "1", "2", "3", "10"]
+    assert [r["run"] for r in rows] == ["0", "1", "2", "3", "10", "11"]
     by_run = {r["run"]: r for r in rows}
     assert by_run["2"]["status"] == "failed" and "no metrics.json" in by_run["2"]["error"]
     assert by_run["3"]["status"] == "failed" and "unreadable" in by_run["3"]["error"]
     assert by_run["2"]["overrides"] == {"model": "mlp", "trainer.max_epochs": "3"}
     assert by_run["1"]["metrics"] == {"test.auroc": 0.93, "test.ece": 0.09, "loso.auroc_mean": 0.6, "loso.folds.a": 0.5}
+    assert by_run["11"]["metrics"] == {"test.auroc": 0.85, "test.ece": 0.1}
     ordered = sweep_summary.sort_runs(rows, "auroc")
-    assert [r["run"] for r in ordered] == ["1", "0", "10", "2", "3"]
+    assert [r["run"] for r in ordered] == ["1", "11", "0", "10", "2", "3"]
     ordered = sweep_summary.sort_runs(rows, "test.ece", ascending=True)
-    assert [r["run"] for r in ordered][:3] == ["0", "1", "10"]
+    assert [r["run"] for r in ordered][:4] == ["0", "1", "11", "10"]
     ordered = sweep_summary.sort_runs(rows, "loso.auroc_mean")
     assert [r["run"] for r in ordered][:2] == ["0", "1"]
 
@@ -78,13 +80,13 @@ def test_main_writes_markdown_and_csv(sweep_summary, multirun, capsys, monkeypat
     assert sweep_summary.main([]) == 0  # default root outputs/multirun -> newest sweep
     with open(new / "summary.csv") as fh:
         table = list(csv.DictReader(fh))
-    assert [r["run"] for r in table] == ["1", "0", "10", "2", "3"]
+    assert [r["run"] for r in table] == ["1", "11", "0", "10", "2", "3"]
     assert list(table[0])[:2] == ["run", "status"]
     assert table[0]["model"] == "logreg" and table[0]["feature"] == "[spectral,lbp]"
     assert float(table[0]["test.auroc"]) == pytest.approx(0.93)
-    assert table[3]["status"] == "failed"
+    assert table[4]["status"] == "failed"
     md = (new / "summary.md").read_text()
-    assert "5 runs, 2 failed" in md and "| 1 | ok | " in md
+    assert "6 runs, 2 failed" in md and "| 1 | ok | " in md
     printed = capsys.readouterr().out
     assert "logreg" in printed and "failed" in printed
 

@@ -79,7 +79,8 @@ def load_folder(root: str | Path) -> tuple[list[ImageRecord], list[tuple[str, st
     """``root/real/**`` and ``root/fake/**`` (aliases accepted) -> records; unusable paths are returned as skipped."""
     from negate.data.scan import scan_labelled_folder
 
-    labelled, skipped = scan_labelled_folder(root)
+    labelled = scan_labelled_folder(root)  # logs what it skips (dangling links, FIFOs, ...) as warnings
+    skipped: list[tuple[str, str]] = []
     records = []
     for file, label in labelled:
         rel = Path(file).relative_to(root)

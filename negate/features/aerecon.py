@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from negate.features.base import FeatureFamily, register_feature
 from negate.features.warpad import haar_highpass
 from negate.models.autoencoders import Autoencoder, create_autoencoder, resolve_ae_spec
-from negate.models.runtime import autocast_dtype, module_device, place, run_batched
+from negate.models.runtime import autocast_dtype, channels_last_on_cuda, module_device, place, run_batched
 
 
 def ae_config(ae: str | Mapping | Any) -> dict:
@@ -49,8 +49,8 @@ class AEReconFamily(FeatureFamily):
         blocks: int = 4,
         highpass: bool = True,
         batch_size: int = 8,
-        device: str | None = "auto",
-        precision: str = "auto",
+        device: str | None = None,
+        precision: str = "fp32",
         model: Autoencoder | None = None,
     ):
         super().__init__()
@@ -61,12 +61,13 @@ class AEReconFamily(FeatureFamily):
             raise ValueError(f"blocks must be >= 1, got {blocks}")
         self.model = place(model, device)
         self.blocks, self.highpass = int(blocks), bool(highpass)
+        autocast_dtype(precision)  # validates
         self.batch_size, self.precision = int(batch_size), precision
-        self.hparams: dict = {"ae": cfg, "pretrained": bool(pretrained), "blocks": self.blocks, "highpass": self.highpass}
+        self.hparams: dict = {"ae": cfg, "pretrained": bool(pretrained), "blocks": self.blocks,
+                              "highpass": self.highpass, "precision": precision}
 
     def config_for_cache(self) -> dict:
-        dtype = autocast_dtype(self.precision, module_device(self.model))
-        return {**super().config_for_cache(), "model": self.model.identity(), "precision": str(dtype or "fp32")}
+        return {**super().config_for_cache(), "model": self.model.identity()}
 
     def feature_names(self) -> list[str]:
         names = [f"{err}_{stat}" for err in ("l1", "mse") for stat in ("mean", "block_std", "block_max", "block_min")]
@@ -89,6 +90,7 @@ class AEReconFamily(FeatureFamily):
         return torch.stack(cols, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels_last_on_cuda(self.model)
         out = run_batched(self._stats, x, device=module_device(self.model), batch_size=self.batch_size,
                           precision=self.precision)
         return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

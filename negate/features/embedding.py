@@ -16,7 +16,7 @@ import torch
 
 from negate.features.base import FeatureFamily, register_feature
 from negate.models.encoders import Encoder, create_encoder, resolve_spec
-from negate.models.runtime import autocast_dtype, module_device, place, run_batched
+from negate.models.runtime import autocast_dtype, channels_last_on_cuda, module_device, place, run_batched
 
 
 def encoder_config(encoder: str | Mapping | Any) -> dict:
@@ -32,7 +32,8 @@ class EncoderFamily(FeatureFamily):
 
     ``model`` lets several families share one loaded encoder (see :func:`negate.models.families.build_deep_families`).
     ``device``/``batch_size`` only decide where and how fast it runs, so they are kept out of the cache key;
-    ``precision`` is in it, resolved (bf16 on GPU changes the numbers slightly).
+    ``precision`` (fp32 | bf16 | fp16 autocast) changes the numbers slightly, so it is in it. ``device=None``
+    leaves placement to the caller (the extraction engine's Lightning trainer).
     """
 
     def __init__(
@@ -40,8 +41,8 @@ class EncoderFamily(FeatureFamily):
         encoder: str | Mapping | Any = "effnet_lite0",
         pretrained: bool = True,
         batch_size: int = 32,
-        device: str | None = "auto",
-        precision: str = "auto",
+        device: str | None = None,
+        precision: str = "fp32",
         model: Encoder | None = None,
     ):
         super().__init__()
@@ -50,14 +51,15 @@ class EncoderFamily(FeatureFamily):
             model = create_encoder(encoder, pretrained=pretrained)
         self.model = place(model, device)
         self.batch_size = int(batch_size)
+        autocast_dtype(precision)  # validates
         self.precision = precision
-        self.hparams: dict = {"encoder": cfg, "pretrained": bool(pretrained)}
+        self.hparams: dict = {"encoder": cfg, "pretrained": bool(pretrained), "precision": precision}
 
     def config_for_cache(self) -> dict:
-        dtype = autocast_dtype(self.precision, module_device(self.model))
-        return {**super().config_for_cache(), "model": self.model.identity(), "precision": str(dtype or "fp32")}
+        return {**super().config_for_cache(), "model": self.model.identity()}
 
     def _run(self, fn, x: torch.Tensor, per_call: int = 1) -> torch.Tensor:
+        channels_last_on_cuda(self.model)
         dev = module_device(self.model)
         return run_batched(fn, x, device=dev, batch_size=max(1, self.batch_size // per_call), precision=self.precision)
 

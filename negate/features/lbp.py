@@ -38,20 +38,6 @@ def _axis_weights(n: int, offset: float) -> tuple[int, int, np.ndarray]:
     return lo_shift, hi_shift, frac
 
 
-def _window_is_flat(img: torch.Tensor, radius: int) -> torch.Tensor:
-    """``(N, H, W)`` bool: the ``(2*radius+1)^2`` window around the pixel (zeros outside) equals the centre."""
-    k = 2 * radius + 1
-    h, w = img.shape[-2:]
-    padded = F.pad(img.unsqueeze(1), (radius, radius, radius, radius), value=0.0)[:, 0]
-    lo_r = hi_r = padded[..., :, :w]
-    for i in range(1, k):
-        lo_r, hi_r = torch.minimum(lo_r, padded[..., :, i : i + w]), torch.maximum(hi_r, padded[..., :, i : i + w])
-    lo, hi = lo_r[..., :h, :], hi_r[..., :h, :]
-    for i in range(1, k):
-        lo, hi = torch.minimum(lo, lo_r[..., i : i + h, :]), torch.maximum(hi, hi_r[..., i : i + h, :])
-    return (lo == img) & (hi == img)
-
-
 def _skimage_interpolate(tl, tr, bl, br, dr, dc):
     """skimage's ``bilinear_interpolation``, operation for operation."""
     top = (1.0 - dc) * tl + dc * tr
@@ -69,18 +55,17 @@ def _codes_from_bits(bits, p: int) -> torch.Tensor:
             ones += bit
             changes += bit != prev
         prev = bit
-    return torch.where(changes <= 2, ones, torch.full_like(ones, p + 1))
+    return ones.masked_fill_(changes > 2, p + 1)
 
 
-def lbp_codes(img: torch.Tensor, p: int, r: float, flat: torch.Tensor | None = None) -> torch.Tensor:
+def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
     """Uniform LBP codes ``(N, H, W)`` in ``0..P+1`` (uint8) of ``(N, H, W)`` images, as skimage's 'uniform'.
 
     Float64 input is interpolated with skimage's exact operation order, so the codes are identical. On integer-valued
-    images many samples tie with the centre mathematically (weights 0.70711 and 0.29289 cancel) and skimage's float64
-    rounding decides those bits; float32 input is therefore interpolated fast (``torch.lerp``) and every pixel with
-    a sample within float32 error of its centre is recomputed the float64 way. Pixels whose whole window equals the
-    centre (``flat``, computed if not given; any window at least ``ceil(R)`` wide is valid) tie exactly in any
-    precision and are skipped.
+    images samples often tie with the centre mathematically (weights 0.70711 and 0.29289 cancel) and skimage's
+    float64 rounding decides those bits. Float32 input is therefore interpolated fast (``torch.lerp``) and only the
+    pixels with a sample within float32 error of the centre are recomputed the float64 way; samples whose 2x2 cell is
+    constant are exact in any precision and never need it. Identical to skimage for integer-valued float32 images.
     """
     n, h, w = img.shape
     pad = int(math.ceil(r)) + 1
@@ -92,10 +77,14 @@ def lbp_codes(img: torch.Tensor, p: int, r: float, flat: torch.Tensor | None = N
     def at(src, dy: int, dx: int) -> torch.Tensor:
         return src[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
 
-    closest = None
+    if not exact:
+        # +inf where the 2x2 cell with top-left (y, x) of ``padded`` is constant (its interpolation is exact)
+        cell_hi = torch.maximum(torch.maximum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.maximum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
+        cell_lo = torch.minimum(torch.minimum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.minimum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
+        exact_cell = torch.zeros_like(cell_hi).masked_fill_(cell_hi == cell_lo, torch.inf)
+        closest = torch.full_like(img, torch.inf)
 
     def bits():
-        nonlocal closest
         for r0, r1, dr, c0, c1, dc in geometry:
             if not dr.any() and not dc.any():
                 yield at(padded, r0, c0) >= img
@@ -110,23 +99,24 @@ def lbp_codes(img: torch.Tensor, p: int, r: float, flat: torch.Tensor | None = N
             diff -= img
             yield diff >= 0
             diff.abs_()
-            closest = diff if closest is None else torch.minimum(closest, diff, out=closest)
+            diff += exact_cell[:, pad + r0 : pad + r0 + h, pad + c0 : pad + c0 + w]
+            torch.minimum(closest, diff, out=closest)
 
     codes = _codes_from_bits(bits(), p)
-    if exact or closest is None:
+    if exact:
         return codes
-    # float32 error of the interpolation is a few ulp of the largest magnitude involved
-    tol = 1e-6 * (1.0 + float(img.abs().max()))
-    if flat is None:
-        flat = _window_is_flat(img, int(math.ceil(r)))
-    unsure = (closest <= tol) & ~flat
+    # float32 error of three lerps and a subtraction stays below 1e-6 of the largest magnitude involved
+    unsure = closest <= 2e-6 * (1.0 + float(img.abs().max()))
     if bool(unsure.any()):
         nb, yy, xx = unsure.nonzero(as_tuple=True)
-        padded64, centre64 = padded.double(), img[nb, yy, xx].double()
+        flat_padded = padded.reshape(-1)
+        row_len = w + 2 * pad
+        base = (nb * (h + 2 * pad) + yy + pad) * row_len + xx + pad
+        centre64 = img[nb, yy, xx].double()
 
         def exact_bits():
             for r0, r1, dr, c0, c1, dc in geometry:
-                g = [padded64[nb, yy + pad + a, xx + pad + b] for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
+                g = [flat_padded[base + (a * row_len + b)].double() for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
                 dr_t, dc_t = torch.from_numpy(dr).to(img.device)[yy], torch.from_numpy(dc).to(img.device)[xx]
                 yield _skimage_interpolate(*g, dr_t, dc_t) >= centre64
 
@@ -174,9 +164,9 @@ class LBPFeatures(FeatureFamily):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         grey = torch.round(to_grey(x) * 255.0)
-        widest = max(int(math.ceil(r)) for _, r in self.radii)
-        out = []
-        for src in (grey[:, 0], laplacian_residual(grey)[:, 0]):
-            flat = _window_is_flat(src, widest)  # shared by all radii: a wider flat window is flat for smaller R
-            out += [code_histogram(lbp_codes(src, p, r, flat), p + 2, int(math.ceil(r))) for p, r in self.radii]
+        out = [
+            code_histogram(lbp_codes(src, p, r), p + 2, int(math.ceil(r)))
+            for src in (grey[:, 0], laplacian_residual(grey)[:, 0])
+            for p, r in self.radii
+        ]
         return torch.cat(out, dim=1)

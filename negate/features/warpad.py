@@ -64,8 +64,8 @@ class WaRPADFamily(EncoderFamily):
         grid: int = 1,
         pretrained: bool = True,
         batch_size: int = 32,
-        device: str | None = "auto",
-        precision: str = "auto",
+        device: str | None = None,
+        precision: str = "fp32",
         model: Encoder | None = None,
     ):
         super().__init__(encoder, pretrained=pretrained, batch_size=batch_size, device=device, precision=precision,

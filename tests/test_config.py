@@ -1,0 +1,83 @@
+"""Every option of every config group composes, and the objects it names can be built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from negate.paths import CONFIG_DIR
+from negate.pipeline import pipeline_from_cfg, register_resolvers
+
+register_resolvers()
+GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir())
+ENTRY_CONFIGS = ("train", "infer", "evaluate", "pretrain")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+def compose_cfg(name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+@pytest.mark.parametrize("name", ENTRY_CONFIGS)
+def test_entry_configs_compose(name):
+    cfg = compose_cfg(name, ["path=x"] if name == "infer" else [])
+    assert cfg.task == name
+    assert cfg.paths.cache_dir.endswith("cache")
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group, option):
+    override = f"{group}=[{option}]" if group == "feature" else f"{group}={option}"
+    extra = ["data.path=somewhere"] if group == "data" and option != "sample" else []
+    cfg = compose_cfg("train", [override, *extra])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if group == "feature":
+        assert list(resolved["feature"]) == [option]
+    else:
+        assert resolved[group] is not None
+
+
+def test_default_features_build_and_pipeline_is_plain_data():
+    cfg = compose_cfg("train", [])
+    pipeline = pipeline_from_cfg(cfg)
+    assert set(pipeline["feature"]) == set(cfg.feature)
+    assert Path(cfg.data.path).name == "MANIFEST.tsv" and Path(cfg.data.path).exists()
+    for spec in pipeline["feature"].values():
+        family = instantiate(spec)
+        assert family.dim == len(family.feature_names()) > 0
+
+
+@pytest.mark.parametrize("option", options("feature"))
+def test_feature_options_instantiate(option):
+    cfg = compose_cfg("train", [f"feature=[{option}]"])
+    family = instantiate(cfg.feature[option])
+    assert family.name == option
+
+
+@pytest.mark.parametrize("option", options("classifier"))
+def test_classifier_options_instantiate(option):
+    detector = instantiate(compose_cfg("train", [f"classifier={option}"]).classifier)
+    assert detector.kind == option
+
+
+@pytest.mark.parametrize("option", options("trainer"))
+def test_trainer_options_name_a_lightning_trainer(option):
+    cfg = compose_cfg("train", [f"trainer={option}"])
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    if option != "gpu":  # the gpu option needs a CUDA device to instantiate
+        trainer = instantiate(cfg.trainer, accelerator="cpu", devices=1 if option == "cpu" else 2)
+        assert trainer.num_devices == (1 if option == "cpu" else 2)
+
+
+def test_multi_feature_selection_and_override():
+    cfg = compose_cfg("train", ["feature=[spectral,lbp,dct]", "patches.size=128"])
+    assert list(cfg.feature) == ["spectral", "lbp", "dct"]
+    assert cfg.patches.size == 128

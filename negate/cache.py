@@ -35,20 +35,44 @@ def family_folder(root: str | Path, family_name: str, family_config: dict, patch
     return Path(root) / f"{family_name}-{key}"
 
 
+class CacheWriteError(OSError):
+    """The feature cache folder (``paths.cache_dir``) cannot be created or written."""
+
+
+def _cannot_write(folder: Path, err: OSError) -> CacheWriteError:
+    return CacheWriteError(f"cannot write the feature cache folder {folder}: {err.strerror or err} "
+                           "(set paths.cache_dir to a writable folder)")
+
+
+def ensure_writable(root: str | Path) -> None:
+    """Raise ``CacheWriteError`` now, before any image is processed, if ``root`` cannot hold new shards."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise _cannot_write(root, err) from None
+
+
 def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     tmp = folder / f".{name}.tmp.npz"
     final = folder / f"{name}.npz"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write feature cache shard in {folder}: {err.strerror or err}") from err
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise _cannot_write(folder, err) from err
     return final
 
 
@@ -112,10 +136,13 @@ class FeatureStore:
         meta_path = self.folder / "family.json"
         if meta_path.exists():
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".family.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.write_text(json.dumps({"names": self.names, **self.meta}, indent=1, default=str))
-        os.replace(tmp, meta_path)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"names": self.names, **self.meta}, indent=1, default=str))
+            os.replace(tmp, meta_path)
+        except OSError as err:
+            raise _cannot_write(self.folder, err) from err
 
 
 class FailureStore:

@@ -1,5 +1,6 @@
 """``python -m negate.evaluate ckpt=FOLDER data=...`` (a saved model) or ``protocol=cv`` (leave-one-group-out CV)."""
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,9 +16,14 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from negate.cache import CacheWriteError
     from negate.evaluating import evaluate
 
-    evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
+    try:
+        evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except CacheWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from negate.inference import load_checked_model
 from negate.pipeline import FeatureRunner, pipeline_from_cfg
 from negate.run_logger import create_run_logger
 from negate.tables import print_metrics_table
-from negate.training import load_feature_set, loso, robustness_sweep, write_skipped
+from negate.training import camera_rows, load_feature_set, loso, robustness_sweep, write_skipped
 
 log = logging.getLogger(__name__)
 PROTOCOLS = ("holdout", "cv")
@@ -30,17 +30,18 @@ def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
     write_skipped(run_dir, fs.skipped)
     prob = model.detector.predict_proba(fs.X)[:, 1]
     robustness = robustness_sweep(runner, model.detector, fs.records, fs.y) if cfg.eval.robustness else None
-    camera = set(cfg.eval.get("camera_sources") or [])
     meta = fs.meta()
-    is_camera_real = np.array([s in camera for s in meta["source"]]) & (fs.y == 0)
+    is_camera_real = camera_rows(cfg, fs.records)
     extra = {"model": str(model.folder), "skipped": len(fs.skipped)}
-    if is_camera_real.any():
-        extra["camera_fpr"] = float((prob[is_camera_real] >= model.threshold).mean())
-        extra["camera_n"] = int(is_camera_real.sum())
     report = write_report(run_dir, fs.y, prob, model.threshold, meta, f"Evaluation of {model.folder.name}",
-                          robustness=robustness, extra=extra, n_boot=cfg.eval.n_boot, seed=cfg.seed)
-    return {"test": report["overall"], **({"robustness": {k: v["auroc"] for k, v in report["robustness"].items()}}
-                                           if robustness else {}), **extra}
+                          robustness=robustness, extra=extra, n_boot=cfg.eval.n_boot, seed=cfg.seed,
+                          camera=is_camera_real)
+    metrics = {"test": report["overall"], **extra}
+    if "camera_fpr" in report:
+        metrics["test"]["camera_fpr"] = report["camera_fpr"]["fpr"]
+    if robustness:
+        metrics["robustness"] = {k: v["auroc"] for k, v in report["robustness"].items()}
+    return metrics
 
 
 def evaluate_cv(cfg: DictConfig, run_dir: Path) -> dict:

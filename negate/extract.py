@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import nn
 
-from negate.cache import FailureStore, FeatureStore, config_hash, family_folder
+from negate.cache import FailureStore, FeatureStore, config_hash, ensure_writable, family_folder
 from negate.data.dataset import ExtractionItem, PatchConfig
 from negate.data.datamodule import PatchDataModule
 from negate.features.base import FeatureFamily
@@ -146,6 +146,7 @@ def extract_features(
     needed = [f for f in families if stores[f.name].missing([it.key for it in todo])]
     writer = CacheWriter({f.name: stores[f.name] for f in needed}, failures, shard_rows)
     if todo:
+        ensure_writable(cache_root)  # fail before computing anything, not when the first shard is written
         log.info("extracting %d of %d images (%s); the rest come from %s", len(todo), len(unique),
                  ", ".join(f.name for f in needed), cache_root)
         trainer = (trainer_factory or _default_trainer)([writer])

@@ -20,12 +20,13 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from negate.cache import CacheWriteError
     from negate.inference import NothingScoredError, infer
     from negate.model_folder import ModelFolderError
 
     try:
         rows = infer(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (ModelFolderError, NothingScoredError, FileNotFoundError) as err:
+    except (ModelFolderError, NothingScoredError, FileNotFoundError, CacheWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     if any(r["error"] for r in rows):

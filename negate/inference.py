@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from negate.data.records import ImageRecord
@@ -28,18 +29,23 @@ class NothingScoredError(RuntimeError):
 def load_checked_model(ckpt: str, models_dir: str) -> tuple[LoadedModel, list]:
     """Load a model folder and rebuild its feature families, refusing any mismatch with the current code."""
     built: dict = {}
+    folder = resolve_ckpt(ckpt, models_dir)
 
     def expected(pipeline: dict) -> list[str]:
-        families = build_families(pipeline)
+        try:
+            families = build_families(pipeline)
+        except (KeyError, TypeError, ValueError, HydraException) as err:
+            raise ModelFolderError(f"{folder}: its pipeline cannot be built by this code ({type(err).__name__}: "
+                                   f"{err})".splitlines()[0]) from None
         versions = {f.name: str(f.version) for f in families}
         saved = pipeline.get("family_versions", {})
         if saved and saved != versions:
-            raise ModelFolderError(f"feature code changed since this model was trained (versions {saved} -> "
+            raise ModelFolderError(f"{folder}: feature code changed since this model was trained (versions {saved} -> "
                                    f"{versions}); retrain the model with this version")
         built["families"] = families
         return feature_names(pipeline, families)
 
-    model = load_model(resolve_ckpt(ckpt, models_dir), expected_names=expected)
+    model = load_model(folder, expected_names=expected)
     return model, built["families"]
 
 

@@ -175,11 +175,16 @@ def load_model(folder: str | Path, expected_names=None) -> LoadedModel:
         pipeline = yaml.safe_load((folder / PIPELINE_YAML).read_text())
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ModelFolderError(f"{folder}: unreadable model metadata ({err})") from None
+    if not isinstance(info, dict) or not isinstance(pipeline, dict):
+        raise ModelFolderError(f"{folder}: {MODEL_JSON} and {PIPELINE_YAML} must each hold a mapping")
     if info.get("schema_version") != SCHEMA_VERSION:
         raise ModelFolderError(
             f"{folder} was written with feature-schema version {info.get('schema_version')}, this negate reads "
             f"{SCHEMA_VERSION}: retrain the model with this version"
         )
+    missing = [k for k in ("feature_names", "detector", "threshold", "uncertain") if k not in info]
+    if missing:
+        raise ModelFolderError(f"{folder}: {MODEL_JSON} lacks {', '.join(missing)}")
     names = info["feature_names"]
     if expected_names is not None:
         current = expected_names(pipeline)
@@ -190,5 +195,8 @@ def load_model(folder: str | Path, expected_names=None) -> LoadedModel:
                 f"(e.g. {diff or 'same names, other order'}); retrain the model with this version"
             )
     det = info["detector"]
-    detector = load_detector(folder, det["kind"], det["params"], det["state"])
+    try:
+        detector = load_detector(folder, det["kind"], det["params"], det["state"])
+    except (KeyError, TypeError, ValueError, OSError) as err:  # xgboost's XGBoostError is a ValueError
+        raise ModelFolderError(f"{folder}: cannot load its detector ({type(err).__name__}: {err})".splitlines()[0]) from None
     return LoadedModel(folder, detector, pipeline, names, info["threshold"], tuple(info["uncertain"]), info)

@@ -8,6 +8,7 @@ autoencoder), patch cutting and the data normalisation (``data.reencode``). It i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -60,7 +61,29 @@ def pipeline_from_cfg(cfg: DictConfig) -> dict:
     }
 
 
+def _has_target(value) -> bool:
+    if isinstance(value, Mapping):
+        return "_target_" in value or any(_has_target(v) for v in value.values())
+    return isinstance(value, Sequence) and not isinstance(value, str) and any(_has_target(v) for v in value)
+
+
+def check_feature_spec(name: str, spec) -> None:
+    """Only registered feature families may be built from a config. A model folder's ``pipeline.yaml`` is data, and
+    Hydra would call any importable callable it names (``torch.load`` of a pickle, for one)."""
+    import negate.features  # noqa: F401  (fills the registry)
+    from negate.features.base import FEATURE_REGISTRY
+
+    allowed = {f"{c.__module__}.{c.__qualname__}" for c in FEATURE_REGISTRY.values()}
+    target = spec.get("_target_") if isinstance(spec, Mapping) else None
+    if target not in allowed:
+        raise ValueError(f"feature {name!r}: _target_ {target!r} is not a registered feature family")
+    if any(_has_target(v) for k, v in spec.items() if k != "_target_"):
+        raise ValueError(f"feature {name!r}: nested _target_ entries are not allowed")
+
+
 def build_families(pipeline: dict) -> list[FeatureFamily]:
+    for name, spec in pipeline["feature"].items():
+        check_feature_spec(name, spec)
     families = [instantiate(spec) for _, spec in sorted(pipeline["feature"].items())]
     if pipeline["encoder"].get("name", "none") != "none" or pipeline["ae"].get("name", "none") != "none":
         from negate.models.families import build_deep_families  # imports timm/diffusers only when needed

@@ -1,5 +1,6 @@
 """``python -m negate.pretrain [data=...] [feature=[...]]``: per-feature class separation, ranked, with plots."""
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,9 +16,14 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from negate.cache import CacheWriteError
     from negate.pretraining import pretrain
 
-    pretrain(cfg, Path(HydraConfig.get().runtime.output_dir))
+    try:
+        pretrain(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except CacheWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-MAIN_METRICS = ("auroc", "ap", "accuracy", "balanced_accuracy", "tpr_at_5fpr", "tpr_at_1fpr", "ece", "n")
+MAIN_METRICS = ("auroc", "ap", "accuracy", "balanced_accuracy", "tpr_at_5fpr", "tpr_at_1fpr", "ece", "fpr", "camera_fpr", "n")
 
 
 def print_metrics_table(metrics: dict, title: str, console: Console | None = None) -> None:

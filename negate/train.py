@@ -1,5 +1,7 @@
 """``python -m negate.train [overrides]``: extract features, fit a detector, write a dated model folder."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -11,9 +13,14 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
+    from negate.cache import CacheWriteError
     from negate.training import train
 
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except CacheWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     return metrics["test"]["auroc"]  # the value a Hydra sweeper would optimise
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,22 +133,33 @@ def loso(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, run_dir: Path, 
     scored = ~np.isnan(result["prob"])
     y, p, t = fs.y[scored], result["prob"][scored], result["threshold"][scored]
     meta = {k: [v[i] for i in np.flatnonzero(scored)] for k, v in fs.meta().items()}
-    camera = set(cfg.eval.get("camera_sources") or [])
-    is_camera = np.array([s in camera for s in meta["source"]])
-    flagged = p >= t
+    is_camera = camera_rows(cfg, [fs.records[i] for i in np.flatnonzero(scored)])
+    flagged = p >= t  # each row against its own fold's threshold
     extra_info = {
         "protocol": f"leave-one-{group_by}-out, pooled; per-fold threshold from an inner grouped validation split",
         "folds": result["folds"],
         "fpr_at_fold_thresholds": float(flagged[y == 0].mean()) if (y == 0).any() else float("nan"),
         "tpr_at_fold_thresholds": float(flagged[y == 1].mean()) if (y == 1).any() else float("nan"),
         "camera_fpr_at_fold_thresholds": float(flagged[is_camera & (y == 0)].mean()) if (is_camera & (y == 0)).any() else float("nan"),
-        "camera_sources": sorted(camera),
+        "camera_pattern": cfg.eval.camera_pattern,
+        "camera_n": int((is_camera & (y == 0)).sum()),
     }
     robustness = {"jpeg75": (y, result["views"]["jpeg75"][scored])}
     metrics = write_report(run_dir / "loso", y, p, float(np.median(t)), meta, f"Leave-one-{group_by}-out (pooled)",
-                           robustness=robustness, extra=extra_info, n_boot=cfg.eval.n_boot, seed=cfg.seed)
-    return {"overall": metrics["overall"], "jpeg75": metrics["robustness"]["jpeg75"], **{
-        k: extra_info[k] for k in ("fpr_at_fold_thresholds", "tpr_at_fold_thresholds", "camera_fpr_at_fold_thresholds")}}
+                           robustness=robustness, extra=extra_info, n_boot=cfg.eval.n_boot, seed=cfg.seed,
+                           camera=is_camera)
+    overall = {**metrics["overall"], "fpr": extra_info["fpr_at_fold_thresholds"],
+               "tpr": extra_info["tpr_at_fold_thresholds"], "camera_fpr": extra_info["camera_fpr_at_fold_thresholds"]}
+    by_format = {r["format"]: r["auroc"] for r in metrics.get("per_format", [])}
+    return {"overall": overall, "jpeg75": metrics["robustness"]["jpeg75"], "auroc_by_format": by_format,
+            **{k: extra_info[k] for k in ("fpr_at_fold_thresholds", "tpr_at_fold_thresholds",
+                                          "camera_fpr_at_fold_thresholds")}}
+
+
+def camera_rows(cfg: DictConfig, records: list[ImageRecord]) -> np.ndarray:
+    """Real rows whose generator column matches ``eval.camera_pattern`` (the dev set marks "camera photo (...)")."""
+    pattern = re.compile(cfg.eval.camera_pattern) if cfg.eval.get("camera_pattern") else None
+    return np.array([bool(pattern and r.label == 0 and pattern.search(r.generator)) for r in records], dtype=bool)
 
 
 def robustness_sweep(runner: FeatureRunner, detector, records: list[ImageRecord], y: np.ndarray) -> dict:
@@ -186,9 +198,11 @@ def train(cfg: DictConfig) -> dict:
 
     robustness = robustness_sweep(runner, detector, [fs.records[i] for i in te], y[te]) if cfg.eval.robustness else None
     report = write_report(run_dir / "test", y[te], p_test, threshold, fs.meta(te), "Test split", robustness=robustness,
-                          n_boot=cfg.eval.n_boot, seed=cfg.seed)
+                          n_boot=cfg.eval.n_boot, seed=cfg.seed, camera=camera_rows(cfg, [fs.records[i] for i in te]))
     metrics = {"val": binary_metrics(y[va], p_val, threshold), "test": report["overall"],
                "split": {k: int(len(v)) for k, v in split.items()}, "n_skipped": len(fs.skipped)}
+    if "camera_fpr" in report:
+        metrics["test"]["camera_fpr"] = report["camera_fpr"]["fpr"]
     if robustness:
         metrics["robustness"] = {k: v["auroc"] for k, v in report["robustness"].items()}
     if cfg.eval.loso:

@@ -28,8 +28,9 @@ TINY_ENC = {
     "c_radio": {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 32},
     "mobileclip2": {"layers": (1, 1, 1, 1, 1), "embed_dims": (8, 8, 16, 32, 32), "num_classes": 12},
 }
-_KL = {"latent_channels": 4, "norm_num_groups": 4, "layers_per_block": 1, "block_out_channels": [8, 16],
-       "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2}
+# 4 levels like the real VAEs, so the mid-block attention runs at 1/8 resolution as it does there
+_KL = {"latent_channels": 4, "norm_num_groups": 4, "layers_per_block": 1, "block_out_channels": [8, 8, 16, 16],
+       "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
 TINY_AE = {
     "zimage": _KL,
     "flux_klein": {**_KL, "patch_size": [2, 2]},

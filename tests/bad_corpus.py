@@ -53,7 +53,7 @@ def _encode(im: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def _noise_rgb(width: int, height: int, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def _exif_rotated_jpeg() -> bytes:
@@ -63,7 +63,7 @@ def _exif_rotated_jpeg() -> bytes:
     arr[:EXIF_MARK, :EXIF_MARK] = (255, 0, 0)
     exif = Image.Exif()
     exif[0x0112] = 6
-    return _encode(Image.fromarray(arr, "RGB"), "JPEG", quality=95, exif=exif.tobytes())
+    return _encode(Image.fromarray(arr), "JPEG", quality=95, exif=exif.tobytes())
 
 
 def _frames(mode: str) -> list[Image.Image]:
@@ -87,7 +87,7 @@ def _palette_png() -> bytes:
 def _la_png() -> bytes:
     grey = np.array([[g for g, _ in LA_PIXELS]], np.uint8)
     alpha = np.array([[a for _, a in LA_PIXELS]], np.uint8)
-    return _encode(Image.fromarray(np.stack([grey, alpha], axis=-1), "LA"), "PNG")
+    return _encode(Image.fromarray(np.stack([grey, alpha], axis=-1)), "PNG")
 
 
 def _break_ihdr_crc(png: bytes) -> bytes:
@@ -119,6 +119,7 @@ def make_bad_corpus(root: Path) -> dict[str, str]:
     files: dict[str, tuple[bytes, str]] = {
         "truncated.jpg": (noise_jpeg[: len(noise_jpeg) // 2], "error"),
         "truncated.png": (noise_png[: len(noise_png) // 2], "error"),
+        "truncated_header.jpg": (noise_jpeg[:100], "error"),  # ends inside the marker segments
         "empty.jpg": (b"", "error"),
         "text.jpg": (b"this is a plain text file, not a photo\n", "error"),
         "page.png": (b"<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n", "error"),

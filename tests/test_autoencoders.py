@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from negate.features.aerecon import AEReconFamily
 from negate.features.base import FEATURE_REGISTRY
-from negate.models.autoencoders import AE_REGISTRY, create_autoencoder
+from negate.models.autoencoders import AE_REGISTRY, create_autoencoder, resolve_ae_spec
 from negate.models.hub import ModelUnavailableError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ae"
@@ -48,6 +48,8 @@ def test_every_ae_yaml_matches_the_registry_and_uses_a_supported_class():
         assert (cfg["cls"], cfg["repo_id"], cfg["subfolder"], cfg["gated"]) == (
             spec.cls, spec.repo_id, spec.subfolder, spec.gated)
         assert cfg["input_range"] == [-1, 1] and cfg["cls"] in TINY
+        resolved, _ = resolve_ae_spec(cfg)  # no unknown keys
+        assert resolved == spec.replace(license=cfg["license"])
 
 
 @pytest.mark.parametrize("cls_name", sorted(TINY))

@@ -1,4 +1,5 @@
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -120,12 +121,13 @@ def test_cmyk_jpeg_becomes_rgb(corpus):
 def test_error_reasons_say_what_is_wrong(corpus):
     root, _ = corpus
     reasons = {}
-    for name in ["truncated.jpg", "truncated.png", "empty.jpg", "text.jpg", "page.png", "selfloop.jpg",
+    for name in ["truncated.jpg", "truncated.png", "truncated_header.jpg", "empty.jpg", "text.jpg", "page.png", "selfloop.jpg",
                  "dangling.jpg", "x.jpg", "fifo.jpg", "bad_crc.png"]:
         with pytest.raises(DecodeError) as info:
             decode_image(root / name)
         reasons[name] = info.value.reason
-    assert "truncated" in reasons["truncated.jpg"] and "truncated" in reasons["truncated.png"]
+    for name in ["truncated.jpg", "truncated.png", "truncated_header.jpg"]:
+        assert "truncated" in reasons[name], reasons[name]
     assert "empty" in reasons["empty.jpg"]
     assert "text" in reasons["text.jpg"] and "HTML" in reasons["page.png"]
     assert "loop" in reasons["selfloop.jpg"] and "dangling" in reasons["dangling.jpg"]
@@ -177,14 +179,14 @@ def test_missing_and_wrong_type_inputs(tmp_path):
 
 def test_float_and_int32_tiffs_follow_the_documented_rules():
     unit = np.array([[0.0, 0.5, 1.0, np.nan]], np.float32)
-    arr = _rgb(decode_image(_encode(Image.fromarray(unit, "F"), "TIFF")))
+    arr = _rgb(decode_image(_encode(Image.fromarray(unit), "TIFF")))
     assert arr[0, :, 0].tolist() == [0, 128, 255, 0]
     wide = np.array([[-1.0, 1.0, 3.0]], np.float32)  # outside [0, 1]: min-max stretch
-    assert _rgb(decode_image(_encode(Image.fromarray(wide, "F"), "TIFF")))[0, :, 0].tolist() == [0, 128, 255]
+    assert _rgb(decode_image(_encode(Image.fromarray(wide), "TIFF")))[0, :, 0].tolist() == [0, 128, 255]
     as16 = np.array([[0, 257, 65535]], np.int32)
-    assert _rgb(decode_image(_encode(Image.fromarray(as16, "I"), "TIFF")))[0, :, 0].tolist() == [0, 1, 255]
+    assert _rgb(decode_image(_encode(Image.fromarray(as16), "TIFF")))[0, :, 0].tolist() == [0, 1, 255]
     full = np.array([[-(2**31), 0, 2**31 - 1]], np.int32)
-    assert _rgb(decode_image(_encode(Image.fromarray(full, "I"), "TIFF")))[0, :, 0].tolist() == [0, 128, 255]
+    assert _rgb(decode_image(_encode(Image.fromarray(full), "TIFF")))[0, :, 0].tolist() == [0, 128, 255]
 
 
 def test_one_bit_and_rgba_and_grey_key_transparency():
@@ -195,6 +197,22 @@ def test_one_bit_and_rgba_and_grey_key_transparency():
     grey = Image.fromarray(np.array([[7, 9]], np.uint8))
     arr = _rgb(decode_image(_encode(grey, "PNG", transparency=7)))
     assert arr[0, 0].tolist() == list(BACKGROUND) and arr[0, 1].tolist() == [9, 9, 9]
+
+
+def test_unsupported_formats_are_named():
+    avif_head = b"\x00\x00\x00\x1cftypavif" + bytes(20)
+    with pytest.raises(DecodeError, match="HEIF/AVIF files are not supported"):
+        decode_image(avif_head)
+    with pytest.raises(DecodeError, match="not a JPEG/PNG/GIF/WebP/BMP/TIFF image"):
+        decode_image(bytes(range(200, 256)))
+
+
+def test_decode_error_pickles_with_reason_and_path(corpus):
+    root, _ = corpus
+    with pytest.raises(DecodeError) as info:
+        decode_image(root / "text.jpg")
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.reason, copy.path, str(copy)) == (info.value.reason, root / "text.jpg", str(info.value))
 
 
 def test_helpers():

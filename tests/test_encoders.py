@@ -18,6 +18,7 @@ from negate.models.encoders import (
     ENCODER_REGISTRY,
     create_encoder,
     remap_efficientnet_lite0,
+    resolve_spec,
 )
 from negate.models.families import build_deep_families
 from negate.models.hub import ModelUnavailableError
@@ -56,6 +57,9 @@ def test_every_encoder_yaml_matches_the_registry():
             assert cfg[key] == getattr(spec, key), (path.name, key)
         assert cfg.get("trust_remote_code", False) is False
         assert set(cfg["families"]) <= {"embedding", "warpad"}
+        resolved, documented = resolve_spec({k: v for k, v in cfg.items() if k != "families"})  # no unknown keys
+        assert resolved == spec.replace(license=cfg.get("license", spec.license))
+        assert set(documented) == {"input_size", "mean", "std", "embed_dim", "interpolation"}
 
 
 @pytest.mark.parametrize("path", ENCODER_YAMLS, ids=lambda p: p.stem)
@@ -151,6 +155,13 @@ def test_missing_hub_weights_raise_a_clear_error_at_once(name, empty_hub_cache):
     if ENCODER_REGISTRY[name].gated:
         assert "hf auth login" in msg and "HF_TOKEN" in msg
     print(f"{name}: ModelUnavailableError after {elapsed * 1000:.1f} ms")
+
+
+def test_build_deep_families_fails_before_any_image_when_weights_are_missing(empty_hub_cache):
+    with pytest.raises(ModelUnavailableError, match="timm/vit_base_patch16_dinov3.lvd1689m"):
+        build_deep_families(OmegaConf.load(CONFIGS / "encoder" / "dinov3.yaml"), OmegaConf.create({"name": "none"}))
+    with pytest.raises(ModelUnavailableError, match="black-forest-labs/FLUX.2-klein-4B"):
+        build_deep_families(OmegaConf.create({"name": "none"}), OmegaConf.load(CONFIGS / "ae" / "flux_klein.yaml"))
 
 
 def test_remote_code_is_refused_unless_enabled():

@@ -22,6 +22,7 @@ Conversion rules (the output is always mode ``"RGB"``, uint8, at least 1x1):
 * 32-bit float (``F``): non-finite values become 0; when the finite values lie in [0, 1] they are scaled by 255,
   otherwise min-max stretched onto [0, 255] (a constant image outside [0, 1] is clipped to [0, 1] first).
 * CMYK, YCbCr, LAB, HSV, RGBX: PIL's ``convert("RGB")`` (CMYK without ICC colour management).
+* Embedded ICC profiles are not applied: pixel values stay as stored, which is what forensic features need.
 
 ``warnings.catch_warnings`` is used to turn PIL's ``DecompressionBombWarning`` into an error; like every use of it,
 that is process-wide while active, so call this from processes (DataLoader workers), not from many threads at once.
@@ -72,6 +73,9 @@ class DecodeError(Exception):
         self.reason = _one_line(reason)
         self.path = None if path is None else Path(path)
         super().__init__(self.reason if self.path is None else f"{_one_line(str(self.path))}: {self.reason}")
+
+    def __reduce__(self):  # survive the trip from a DataLoader worker with reason and path intact
+        return type(self), (self.reason, self.path)
 
 
 def _one_line(text: str) -> str:
@@ -140,6 +144,15 @@ def _check_size(width: int, height: int, max_pixels: int, path: Path | None) -> 
         )
 
 
+_UNSUPPORTED_SIGNATURES = [
+    ("HEIF/AVIF", lambda d: d[4:8] == b"ftyp" and d[8:12] in {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"}),
+    ("JPEG XL", lambda d: d.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL "))),
+    ("PDF", lambda d: d.startswith(b"%PDF")),
+    ("Photoshop PSD", lambda d: d.startswith(b"8BPS")),
+    ("ICO", lambda d: d.startswith(b"\x00\x00\x01\x00")),
+]
+
+
 def _describe_content(data: bytes) -> str:
     head = data[:256]
     try:
@@ -149,6 +162,9 @@ def _describe_content(data: bytes) -> str:
     if text is not None and text.strip() and all(c.isprintable() or c in "\r\n\t" for c in text):
         kind = "HTML" if re.match(r"\s*<(!doctype\s+html|html|head|body|\?xml|svg)", text, re.I) else "text"
         return f"file is {kind}, not an image (starts with {' '.join(text.split())[:40]!r})"
+    for kind, matches in _UNSUPPORTED_SIGNATURES:
+        if matches(data):
+            return f"{kind} files are not supported (only JPEG/PNG/GIF/WebP/BMP/TIFF)"
     return f"not a JPEG/PNG/GIF/WebP/BMP/TIFF image (starts with bytes {data[:8].hex(' ')})"
 
 
@@ -162,15 +178,21 @@ def _open(data: bytes, path: Path | None) -> Image.Image:
     prefix = data[:16]
     failures = []
     for fmt in DECODE_FORMATS:
+        if fmt not in Image.OPEN:
+            continue
         factory, accept = Image.OPEN[fmt]
         accepted = accept(prefix) if accept else True
-        if isinstance(accepted, str) or not accepted:
+        if isinstance(accepted, str):  # PIL recognises the format but cannot decode it (e.g. built without libwebp)
+            failures.append(f"{fmt}: {accepted}")
+            continue
+        if not accepted:
             continue
         fp.seek(0)
-        try:
-            return factory(fp, "")
-        except (SyntaxError, IndexError, TypeError, struct.error) as e:  # PIL's "not this format after all"
-            failures.append(f"{fmt}: {e}")
+        with _pil_errors(path, fmt):
+            try:
+                return factory(fp, "")
+            except (SyntaxError, IndexError, TypeError, struct.error) as e:  # PIL's "not this format after all"
+                failures.append(f"{fmt}: {e}")
     if failures:
         raise DecodeError(f"corrupt image header ({'; '.join(failures)})", path)
     raise DecodeError(_describe_content(data), path)
@@ -192,7 +214,7 @@ def _pil_errors(path: Path | None, fmt: str | None) -> Iterator[None]:
         raise DecodeError(f"out of memory while decoding the {what}", path) from e
     except OSError as e:
         msg = str(e)
-        if "truncated" in msg:
+        if "truncated" in msg.lower():
             detail = re.search(r"\((.+)\)", msg)
             raise DecodeError(f"{what} file is truncated" + (f" ({detail.group(1)})" if detail else ""), path) from e
         raise DecodeError(f"corrupt {what} data ({msg})", path) from e
@@ -217,7 +239,7 @@ def _composite(im: Image.Image) -> Image.Image:
 
 
 def _grey_to_rgb(grey: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2), mode="RGB")
+    return Image.fromarray(np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2))
 
 
 def _scale16(values: np.ndarray) -> np.ndarray:
@@ -284,8 +306,7 @@ def decode_image(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MA
     if not data:
         raise DecodeError("empty file (0 bytes)", path)
 
-    with _pil_errors(path, None):
-        im = _open(data, path)
+    im = _open(data, path)
     fmt = im.format
     _check_size(*im.size, max_pixels, path)
     with _pil_errors(path, fmt):

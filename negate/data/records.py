@@ -77,10 +77,9 @@ def load_manifest(path: str | Path, source_from: str = "auto") -> list[ImageReco
 
 def load_folder(root: str | Path) -> tuple[list[ImageRecord], list[tuple[str, str]]]:
     """``root/real/**`` and ``root/fake/**`` (aliases accepted) -> records; unusable paths are returned as skipped."""
-    from negate.data.scan import scan_labelled_folder
+    from negate.data.scan import scan_labelled
 
-    labelled = scan_labelled_folder(root)  # logs what it skips (dangling links, FIFOs, ...) as warnings
-    skipped: list[tuple[str, str]] = []
+    labelled, skipped = scan_labelled(root)
     records = []
     for file, label in labelled:
         rel = Path(file).relative_to(root)

@@ -117,13 +117,13 @@ def _label_dirs(root: Path) -> list[tuple[Path, int]]:
     return found
 
 
-def scan_labelled_folder(root, extensions=IMAGE_EXTENSIONS) -> list[tuple[Path, int]]:
+def scan_labelled(root, extensions=IMAGE_EXTENSIONS) -> tuple[list[tuple[Path, int]], list[tuple[Path, str]]]:
     """``data=folder`` layout: images under ``real/`` get label 0, under ``fake/`` label 1.
 
     Aliases (case-insensitive): ``human/`` for real, ``synthetic/`` and ``ai/`` for fake. One class alone is allowed
     (e.g. scoring a folder of photos); neither is an error. A file linked into both classes is an error; one linked
     under two aliases of the same class is listed once.
-    Skipped entries are logged as warnings.
+    Returns ``(items, skipped)``; skipped entries are also logged as warnings.
     """
     root = Path(root)
     if not root.is_dir():
@@ -136,9 +136,11 @@ def scan_labelled_folder(root, extensions=IMAGE_EXTENSIONS) -> list[tuple[Path, 
             f"(aliases: human/; synthetic/, ai/), found: {present or 'nothing'}"
         )
     items: list[tuple[Path, int]] = []
+    skipped: list[tuple[Path, str]] = []
     labels_by_file: dict[Path, int] = {}
     for directory, label in label_dirs:
         scanned = scan_images(directory, extensions)
+        skipped.extend(scanned.skipped)
         for path, reason in scanned.skipped:
             log.warning("skipped %s: %s", path, reason)
         for path in scanned.files:
@@ -146,9 +148,15 @@ def scan_labelled_folder(root, extensions=IMAGE_EXTENSIONS) -> list[tuple[Path, 
             if real in labels_by_file:
                 if labels_by_file[real] != label:
                     raise ValueError(f"{path} is the same file as one labelled {labels_by_file[real]} (linked into both)")
+                skipped.append((path, "same file already listed under another alias folder"))
                 log.warning("skipped %s: same file already listed under another alias folder", path)
                 continue
             labels_by_file[real] = label
             items.append((path, label))
     items.sort()
-    return items
+    return items, skipped
+
+
+def scan_labelled_folder(root, extensions=IMAGE_EXTENSIONS) -> list[tuple[Path, int]]:
+    """The labelled images of :func:`scan_labelled`, without the skipped entries."""
+    return scan_labelled(root, extensions)[0]

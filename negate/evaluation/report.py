@@ -17,6 +17,7 @@ from negate.evaluation.metrics import (
     confusion,
     group_rates,
     per_format_metrics,
+    wilson_interval,
 )
 from negate.evaluation.tables import format_cell, markdown_table
 
@@ -93,6 +94,7 @@ def write_report(
     robustness: Mapping[str, tuple] | None = None,
     extra: Mapping | None = None,
     n_boot: int = 1000,
+    camera: Sequence[bool] | None = None,
     seed: int = 0,
 ) -> dict:
     """Score predictions and write ``report.md``, ``metrics.json`` and plots into ``out_dir``.
@@ -133,6 +135,12 @@ def write_report(
             m["delta_auroc"] = m["auroc"] - overall["auroc"]
             rob[str(name)] = m
         metrics["robustness"] = rob
+    if camera is not None:
+        cam = np.asarray(camera, dtype=bool).ravel() & (y == 0)
+        if cam.any():
+            k, n = int((p[cam] >= threshold).sum()), int(cam.sum())
+            lo, hi = wilson_interval(k, n)
+            metrics["camera_fpr"] = {"fpr": k / n, "n": n, "fpr_lo": lo, "fpr_hi": hi}
     if extra:
         metrics["extra"] = dict(extra)
 
@@ -182,6 +190,13 @@ def _render_markdown(m: dict) -> str:
         ),
     ]
     rate_cols = {"group": "group", "n": "n"}
+    if "camera_fpr" in m:
+        c = m["camera_fpr"]
+        parts += [
+            "## Camera photos flagged as AI-generated\n",
+            f"False-positive rate on {c['n']} real camera photos at the threshold: **{format_cell(c['fpr'])}** "
+            f"(95% CI {format_cell(c['fpr_lo'])}–{format_cell(c['fpr_hi'])}). This is the costly error.\n",
+        ]
     if "per_generator" in m:
         rows = [r for r in m["per_generator"] if r["n_fake"]]
         parts += [

@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from negate.features.base import FeatureFamily, register_feature, to_grey
 
 # |c| bin edges (in the units of JPEG's level-shifted 8-bit luma)
 DEFAULT_EDGES = (0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5)
+SNAP = 1024.0
 BENFORD = torch.tensor([math.log10(1.0 + 1.0 / d) for d in range(1, 10)])
 
 
@@ -60,8 +62,13 @@ def first_digit(v: torch.Tensor) -> torch.Tensor:
 
 @register_feature("dct")
 class DCTFeatures(FeatureFamily):
-    """Per zig-zag AC frequency 1..n_freq: mean|c|, std, zero share (|c| < 0.5); histogram of all AC |c|;
-    first-digit distribution of AC |c| >= 1 and its chi-square-like distance to Benford's law."""
+    """Per zig-zag AC frequency 1..n_freq: mean|c|, std, zero share (|c| below the first edge, 0.5 by default:
+    the coefficient would quantise to 0 at step 1); histogram of all AC |c|;
+    first-digit distribution of AC |c| >= 1 and its chi-square-like distance to Benford's law.
+
+    All count-based features come from one fine histogram per frequency whose edges are the union of the histogram
+    edges and the first-digit boundaries (1..9 x 10^k), so a single ``bucketize`` + ``bincount`` serves them all.
+    """
 
     version = "1"
     pool = ("mean",)
@@ -71,11 +78,22 @@ class DCTFeatures(FeatureFamily):
         if not 1 <= n_freq <= 63:
             raise ValueError("n_freq must be in 1..63")
         edges = tuple(float(e) for e in edges)
+        if list(edges) != sorted(edges) or not edges or edges[0] <= 0:
+            raise ValueError(f"edges must be positive and increasing, got {edges}")
         self.n_freq = int(n_freq)
         self.hparams = {"n_freq": self.n_freq, "edges": list(edges)}
         zz = zigzag_order(8)
         self.register_buffer("zz_index", torch.tensor([i * 8 + j for i, j in zz], dtype=torch.long), persistent=False)
-        self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32), persistent=False)
+        digit_edges = [d * 10.0**k for k in range(6) for d in range(1, 10)]
+        fine = torch.tensor(sorted(set(edges) | set(digit_edges)), dtype=torch.float32)
+        lower = torch.cat([torch.zeros(1), fine])  # lower bound of each fine bin
+        coarse = torch.bucketize(lower, torch.tensor(edges), right=True)
+        digit = torch.where(lower >= 1.0, first_digit(lower.clamp_min(1.0)), torch.zeros_like(coarse))
+        self.register_buffer("fine_edges", fine, persistent=False)
+        self.register_buffer("to_coarse", F.one_hot(coarse, len(edges) + 1).float(), persistent=False)
+        self.register_buffer("to_digit", F.one_hot(digit, 10)[:, 1:].float(), persistent=False)
+        # fine bin 0 is [0, smallest edge): with the default edges exactly |c| < 0.5
+        self.zero_edge = float(fine[0])
 
     def feature_names(self) -> list[str]:
         p = self.name
@@ -88,26 +106,30 @@ class DCTFeatures(FeatureFamily):
         x = x.float()
         n = x.shape[0]
         luma = to_grey(x)[:, 0] * 255.0 - 128.0
-        coef = block_dct8(luma).reshape(n, -1, 64)[..., self.zz_index]  # (N, blocks, 64) zig-zag
-        ac = coef[..., 1:]
-        sel = ac[..., : self.n_freq]
-        sel_abs = sel.abs()
+        coef = block_dct8(luma).reshape(n, -1, 64)  # (N, blocks, 64), natural (row-major) frequency order
+        # Frequencies (0|4, 0|4) of integer blocks are exact multiples of 1/8, so they sit exactly on the bin edges
+        # and digit boundaries (0.5, 1, 10): snap float32 round-off to a 1/1024 grid so they land deterministically.
+        coef = torch.round(coef * SNAP).div_(SNAP)
+        n_blocks = coef.shape[1]
+        mag = coef.abs()
+        sel = self.zz_index[1 : self.n_freq + 1]
+
+        n_fine = len(self.fine_edges) + 1
+        fine = torch.bucketize(mag, self.fine_edges, out_int32=True, right=True)
+        offsets = (torch.arange(n, device=x.device, dtype=torch.int32).view(-1, 1, 1) * 64
+                   + torch.arange(64, device=x.device, dtype=torch.int32).view(1, 1, -1)) * n_fine
+        counts = torch.bincount((fine + offsets).reshape(-1), minlength=n * 64 * n_fine).view(n, 64, n_fine).float()
+
         per_freq = torch.stack(
-            [sel_abs.mean(1), sel.std(1, correction=0), (sel_abs < 0.5).float().mean(1)], dim=-1
+            [mag.mean(1)[:, sel], coef.std(1, correction=0)[:, sel], counts[:, sel, 0] / n_blocks], dim=-1
         ).reshape(n, -1)
-
-        ac_abs = ac.abs().reshape(n, -1)
-        below = torch.stack([(ac_abs < e).float().mean(-1) for e in self.edges.tolist()], dim=-1)
-        cum = torch.cat([torch.zeros_like(below[:, :1]), below, torch.ones_like(below[:, :1])], dim=-1)
-        hist = cum[:, 1:] - cum[:, :-1]
-
-        big = ac_abs >= 1.0
-        digits = torch.where(big, first_digit(ac_abs.clamp_min(1.0)), torch.zeros_like(ac_abs, dtype=torch.long))
-        offsets = torch.arange(n, device=x.device).view(-1, 1) * 10
-        counts = torch.bincount((digits + offsets).reshape(-1), minlength=10 * n).view(n, 10)[:, 1:].float()
-        total = counts.sum(-1, keepdim=True)
-        share = counts / total.clamp_min(1.0)
+        ac_counts = counts[:, 1:].sum(1)  # (N, n_fine), DC excluded
+        n_ac = n_blocks * 63
+        hist = ac_counts @ self.to_coarse / n_ac
+        digits = ac_counts @ self.to_digit
+        total = digits.sum(-1, keepdim=True)
+        share = digits / total.clamp_min(1.0)
         benford = BENFORD.to(x.device)
         dist = torch.where(total[:, 0] > 0, ((share - benford).square() / benford).sum(-1), torch.zeros_like(total[:, 0]))
-        out = [per_freq, hist, share, dist.unsqueeze(1), big.float().mean(-1, keepdim=True)]
+        out = [per_freq, hist, share, dist.unsqueeze(1), total / n_ac]
         return torch.nan_to_num(torch.cat(out, dim=1), nan=0.0, posinf=0.0, neginf=0.0)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import laplacian
 
-from negate.features.base import FeatureFamily, register_feature, safe_moments
+from negate.features.base import FeatureFamily, register_feature
 
 # |r| * 255 bin edges (8-bit grey levels): {0}, {1}, {2,3}, {4..7}, {8..15}, {16..31}, {32..63}, {64+}
 DEFAULT_EDGES = (0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 63.5)
@@ -47,10 +46,46 @@ def median_residual(x: torch.Tensor) -> torch.Tensor:
     return x - median3x3(x)
 
 
+def box3x3_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over each 3x3 neighbourhood of ``(N, C, H, W)``, mirror borders (replicate for 1-pixel sides)."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1), mode="reflect" if min(h, w) > 1 else "replicate")
+    rows = p[..., :-2, :] + p[..., 1:-1, :]
+    rows += p[..., 2:, :]
+    out = rows[..., :-2] + rows[..., 1:-1]
+    out += rows[..., 2:]
+    return out
+
+
 def laplacian_residual(x: torch.Tensor) -> torch.Tensor:
-    """8-neighbour Laplacian (kernel ones with centre -8), unnormalised, mirror borders (kornia)."""
-    border = "reflect" if min(x.shape[-2:]) > 1 else "replicate"
-    return laplacian(x, 3, border_type=border, normalized=False)
+    """8-neighbour Laplacian (kernel of ones, centre -8), unnormalised, mirror borders: what
+    ``kornia.filters.laplacian(x, 3, normalized=False)`` returns, computed as ``box3x3_sum(x) - 9 x`` because
+    kornia's CPU path for large inputs is a dense convolution, several times slower."""
+    return torch.sub(box3x3_sum(x), x, alpha=9.0)
+
+
+def moments(v: torch.Tensor, eps: float = 1e-12) -> dict[str, torch.Tensor]:
+    """``safe_moments`` over the last dim with fewer full-size temporaries (the hot spot of these families)."""
+    mean = v.mean(-1)
+    c = v - mean.unsqueeze(-1)
+    c2 = c * c
+    var = c2.mean(-1)
+    m3 = (c2 * c).mean(-1)
+    c2.square_()
+    m4 = c2.mean(-1)
+    flat = var <= eps
+    safe = var.clamp_min(eps)
+    skew = torch.where(flat, torch.zeros_like(var), m3 / safe.pow(1.5))
+    kurt = torch.where(flat, torch.zeros_like(var), m4 / safe.square() - 3.0)
+    return {"mean": mean, "std": var.sqrt(), "skew": skew, "kurt": kurt, "centred": c}
+
+
+def channel_correlations(centred: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, L)`` mean-free rows -> ``(N, 3)`` Pearson correlations rg, rb, gb (0 for a flat channel)."""
+    cov = torch.bmm(centred, centred.transpose(1, 2))
+    var = torch.diagonal(cov, dim1=1, dim2=2).clamp_min(1e-20)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    return torch.stack([cov[:, i, j] / (var[:, i] * var[:, j]).sqrt() for i, j in pairs], dim=-1).clamp(-1.0, 1.0)
 
 
 def abs_histogram(a: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
@@ -61,20 +96,16 @@ def abs_histogram(a: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 
 def residual_stats(r: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel stats ``(N, C, 4 + B)`` [mean|r|, std, skew, kurt, hist...] and channel correlations ``(N, 3)``."""
+    """Per-channel stats ``(N, C, 4 + B)`` [mean|r|, std, skew, kurt, hist...] and channel correlations ``(N, 3)``.
+
+    ``r`` is in [0, 1] units; ``edges`` are in 8-bit grey levels."""
     n, c = r.shape[:2]
     flat = r.reshape(n, c, -1)
+    m = moments(flat)
     a = flat.abs()
-    m = safe_moments(flat)
-    hist = abs_histogram(a * 255.0, edges)
+    hist = abs_histogram(a, edges / 255.0)
     per_channel = torch.cat([torch.stack([a.mean(-1), m["std"], m["skew"], m["kurt"]], dim=-1), hist], dim=-1)
-    centred = flat - m["mean"].unsqueeze(-1)
-    std = m["std"].clamp_min(1e-6)
-    pairs = [(0, 1), (0, 2), (1, 2)]
-    corr = torch.stack(
-        [(centred[:, i] * centred[:, j]).mean(-1) / (std[:, i] * std[:, j]) for i, j in pairs], dim=-1
-    ).clamp(-1.0, 1.0)
-    return per_channel, corr
+    return per_channel, channel_correlations(m["centred"])
 
 
 @register_feature("laplacian")

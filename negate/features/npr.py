@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from negate.features.base import FeatureFamily, register_feature, safe_moments, to_grey
+from negate.features.base import FeatureFamily, register_feature, to_grey
+from negate.features.laplacian import channel_correlations, moments
 
 CHANNELS = ("r", "g", "b")
 NEAREST_PHASES = ("01", "10", "11")
@@ -19,32 +20,31 @@ ALL_PHASES = ("00", "01", "10", "11")
 
 
 def npr_residual(x: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
-    """``x - up2(down2(x))`` for ``(N, C, H, W)`` with even H, W; ``mode`` is ``nearest`` or ``bilinear``."""
+    """``x - up2(down2(x))`` for ``(N, C, H, W)`` with even H, W; ``mode`` is ``nearest`` or ``bilinear``
+    (down-sampling by 2 with half-pixel centres is the 2x2 mean; up-sampling ``align_corners=False``)."""
     if mode == "nearest":
-        down = x[..., 0::2, 0::2]
-        up = down.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+        up = x[..., 0::2, 0::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
     elif mode == "bilinear":
-        down = F.avg_pool2d(x, 2)  # == bilinear, align_corners=False, at exactly half size
-        up = F.interpolate(down, scale_factor=2, mode="bilinear", align_corners=False)
+        up = F.interpolate(half_mean(x), scale_factor=2, mode="bilinear", align_corners=False)
     else:
         raise ValueError(f"unknown NPR mode {mode!r}")
     return x - up
 
 
-def phase_planes(r: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W)`` -> ``(N, C, 4, H/2 * W/2)``: the four 2x2 phases 00, 01, 10, 11."""
-    n, c = r.shape[:2]
-    return torch.stack([r[..., i::2, j::2] for i in (0, 1) for j in (0, 1)], dim=2).reshape(n, c, 4, -1)
+def half_mean(x: torch.Tensor) -> torch.Tensor:
+    """2x2 block mean (``F.avg_pool2d(x, 2)``, without its slow CPU kernel)."""
+    out = x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
+    out += x[..., 1::2, 0::2]
+    out += x[..., 1::2, 1::2]
+    return out.mul_(0.25)
 
 
-def _channel_corr(flat: torch.Tensor) -> torch.Tensor:
-    m = flat.mean(-1, keepdim=True)
-    centred = flat - m
-    std = centred.square().mean(-1).sqrt().clamp_min(1e-6)
-    pairs = [(0, 1), (0, 2), (1, 2)]
-    return torch.stack(
-        [(centred[:, i] * centred[:, j]).mean(-1) / (std[:, i] * std[:, j]) for i, j in pairs], dim=-1
-    ).clamp(-1.0, 1.0)
+def nearest_phase_residuals(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(N, C, 3, H/2 * W/2)``: the nearest-neighbour NPR residual at phases 01, 10, 11 (it is
+    identically zero at phase 00): the in-block differences to the block's top-left pixel."""
+    n, c = x.shape[:2]
+    base = x[..., 0::2, 0::2]
+    return torch.stack([x[..., i::2, j::2] - base for i, j in ((0, 1), (1, 0), (1, 1))], dim=2).reshape(n, c, 3, -1)
 
 
 @register_feature("npr")
@@ -73,19 +73,18 @@ class NPRFeatures(FeatureFamily):
         n, c, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"NPR needs even patch sides, got {h}x{w}")
-        near = phase_planes(npr_residual(x, "nearest"))[:, :, 1:]  # phase 00 is identically zero
-        near_flat = near.reshape(n, c, -1)
-        near_m = safe_moments(near_flat)
+        near = nearest_phase_residuals(x)
+        near_m = moments(near.reshape(n, c, -1))
         bil = npr_residual(x, "bilinear")
         bil_flat = bil.reshape(n, c, -1)
-        bil_m = safe_moments(bil_flat)
-        grey_bil = phase_planes(to_grey(bil))[:, 0]
+        bil_m = moments(bil_flat)
+        grey_bil = to_grey(bil)
         out = [
             near.abs().mean(-1).reshape(n, -1),
             torch.stack([near_m["std"], near_m["kurt"]], dim=-1).reshape(n, -1),
             torch.stack([bil_flat.abs().mean(-1), bil_m["std"], bil_m["skew"], bil_m["kurt"]], dim=-1).reshape(n, -1),
-            grey_bil.abs().mean(-1),
-            _channel_corr(near_flat),
-            _channel_corr(bil_flat),
+            torch.stack([grey_bil[..., i::2, j::2].abs().mean(dim=(-3, -2, -1)) for i in (0, 1) for j in (0, 1)], dim=-1),
+            channel_correlations(near_m["centred"]),
+            channel_correlations(bil_m["centred"]),
         ]
         return torch.nan_to_num(torch.cat(out, dim=1), nan=0.0, posinf=0.0, neginf=0.0)

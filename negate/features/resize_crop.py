@@ -15,10 +15,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from negate.features.base import FeatureFamily, register_feature, safe_moments, to_grey
-from negate.features.laplacian import laplacian_residual, median_residual
+from negate.features.base import FeatureFamily, register_feature, to_grey
+from negate.features.laplacian import laplacian_residual, median_residual, moments
 from negate.features.npr import npr_residual
-from negate.features.spectral import hf_energy_ratio, radial_profile, windowed_rfft2
+from negate.features.spectral import LOG_EPS, hf_energy_ratio, radial_profile, windowed_rfft2
 
 SUMMARIES = ("lap_mean_abs", "lap_kurt", "med_mean_abs", "hf_ratio", "spec_slope", "npr_mean_abs")
 
@@ -28,21 +28,28 @@ def crop_boxes(h: int, w: int, k: int, scale: tuple[float, float], ratio: tuple[
     from ``torch.Generator().manual_seed(seed)``; deterministic for a given ``(h, w, k, scale, ratio, seed)``."""
     gen = torch.Generator().manual_seed(seed)
     area = h * w
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    log_ratio = torch.log(torch.tensor(ratio))  # float32, as torchvision does
     boxes = []
     for _ in range(k):
         for _attempt in range(10):
             target = area * torch.empty(1).uniform_(scale[0], scale[1], generator=gen).item()
-            aspect = math.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=gen).item())
+            aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=gen)).item()
             cw = int(round(math.sqrt(target * aspect)))
             ch = int(round(math.sqrt(target / aspect)))
             if 0 < cw <= w and 0 < ch <= h:
-                top = int(torch.randint(0, h - ch + 1, (1,), generator=gen).item())
-                left = int(torch.randint(0, w - cw + 1, (1,), generator=gen).item())
+                top = int(torch.randint(0, h - ch + 1, size=(1,), generator=gen).item())
+                left = int(torch.randint(0, w - cw + 1, size=(1,), generator=gen).item())
                 boxes.append((top, left, ch, cw))
                 break
-        else:
-            boxes.append((0, 0, h, w))
+        else:  # torchvision falls back to a centre crop clamped to the ratio range
+            in_ratio = w / h
+            if in_ratio < min(ratio):
+                cw, ch = w, int(round(w / min(ratio)))
+            elif in_ratio > max(ratio):
+                cw, ch = int(round(h * max(ratio))), h
+            else:
+                cw, ch = w, h
+            boxes.append(((h - ch) // 2, (w - cw) // 2, ch, cw))
     return boxes
 
 
@@ -51,11 +58,11 @@ def trace_summaries(grey: torch.Tensor, n_bins: int = 16) -> torch.Tensor:
     g = grey * 255.0
     n, _, _, w = g.shape
     lap = laplacian_residual(g).reshape(n, -1)
-    lap_m = safe_moments(lap)
+    lap_m = moments(lap)
     med = median_residual(g).reshape(n, -1)
     spec = windowed_rfft2(g[:, 0])
     mag = spec.abs()
-    profile = radial_profile(torch.log(mag + 1e-5), n_bins, w)
+    profile = radial_profile(torch.log(mag + LOG_EPS), n_bins, w)
     # slope of the log-spectrum over the upper half of frequencies, per unit of normalised radius
     half = n_bins // 2
     slope = (profile[:, -1] - profile[:, half]) / ((n_bins - 1 - half) / n_bins)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from negate.features.base import FeatureFamily, register_feature, safe_moments, to_grey
+from negate.features.base import FeatureFamily, register_feature, to_grey
+from negate.features.laplacian import moments
 
 SUBBANDS = ("h", "v", "d")
 
@@ -81,7 +81,7 @@ class WaveletFeatures(FeatureFamily):
         for _ in range(self.levels):
             approx, det = haar_dwt2(approx)
             bands = torch.stack(det, dim=1).reshape(n, 3, -1)
-            m = safe_moments(bands)
+            m = moments(bands)
             level_abs = bands.abs().mean(-1)
             mean_abs.append(level_abs)
             stats.append(torch.stack([level_abs, m["std"], m["kurt"]], dim=-1).reshape(n, -1))

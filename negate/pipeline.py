@@ -52,7 +52,7 @@ def load_records(data_cfg) -> tuple[list[ImageRecord], dict[str, str]]:
 def pipeline_from_cfg(cfg: DictConfig) -> dict:
     """The resolved, plain-dict part of the config that defines features (saved with the model)."""
     return {
-        "feature": OmegaConf.to_container(cfg.get("feature") or {}, resolve=True),
+        "feature": OmegaConf.to_container(cfg.feature, resolve=True) if cfg.get("feature") else {},
         "encoder": OmegaConf.to_container(cfg.encoder, resolve=True),
         "ae": OmegaConf.to_container(cfg.ae, resolve=True),
         "patches": OmegaConf.to_container(cfg.patches, resolve=True),

@@ -10,7 +10,8 @@ Images: photo-like gradients plus noise, sides drawn log-uniformly from 64 to 10
 Each N runs ``python -m negate.infer`` in a fresh process with a fresh feature cache (nothing is read back from an
 earlier run). Peak RSS is sampled every 50 ms over the whole process tree (DataLoader workers included; psutil when
 installed, else /proc) and also read from ``wait4`` (the infer process alone). ``startup`` is the wall time of the same
-command on a single image (imports, model loading, Lightning set-up); ``img/s net`` discounts it.
+command on a single image (imports, model loading, Lightning set-up); ``img/s net`` discounts it. CPU seconds come
+from ``wait4`` too, so the rate per CPU second holds up when other jobs share the cores.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # ------------------------------------------------------------------------------------------------------ images
 
-def make_image(rng: np.random.Generator) -> tuple[Image.Image, str, dict]:
+def make_image(rng: np.random.Generator, ext: str) -> tuple[Image.Image, dict]:
     h, w = (int(round(np.exp(rng.uniform(np.log(64), np.log(1024))))) for _ in range(2))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     yy /= max(h, w)
@@ -43,21 +44,22 @@ def make_image(rng: np.random.Generator) -> tuple[Image.Image, str, dict]:
     base = np.stack([np.sin(4 * xx + phase[0]), np.cos(3 * yy + phase[1]), np.sin(5 * (xx + yy) + phase[2])], -1)
     img = (base * 0.5 + 0.5) * 220 + rng.normal(0, 5, (h, w, 3)).astype(np.float32)
     im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    if rng.random() < 0.5:
-        return im, "jpg", {"quality": int(rng.integers(70, 96))}
-    return im, "png", {"compress_level": 1}
+    if ext == "jpg":
+        return im, {"quality": int(rng.integers(70, 96))}
+    return im, {"compress_level": 1}
 
 
 def make_pool(pool: Path, n: int, seed: int = 0) -> list[Path]:
     """``n`` images in ``pool`` (kept between runs; only missing ones are generated)."""
     pool.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     paths = []
     t0 = time.perf_counter()
     for i in range(n):
-        im, ext, kw = make_image(rng)  # always drawn, so image i is the same whatever n was before
+        rng = np.random.default_rng((seed, i))  # image i is the same whatever n was before
+        ext = "jpg" if rng.random() < 0.5 else "png"
         path = pool / f"img_{i:05d}.{ext}"
         if not path.exists():
+            im, kw = make_image(rng, ext)
             tmp = path.with_name(f".{path.name}.tmp")
             im.save(tmp, format="JPEG" if ext == "jpg" else "PNG", **kw)
             os.replace(tmp, path)
@@ -82,7 +84,8 @@ def link_folder(folder: Path, files: list[Path]) -> Path:
 
 # ------------------------------------------------------------------------------------------------------ memory
 
-def _children_of() -> dict[int, list[int]]:
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc (one pass over every process's stat line)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -92,52 +95,66 @@ def _children_of() -> dict[int, list[int]]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
-    try:
-        import psutil
-
-        try:
-            proc = psutil.Process(pid)
-            procs = [proc, *proc.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total
-    except ImportError:
-        pass
-    children = _children_of()
-    todo, total = [pid], 0
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(children.get(p, []))
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class TreeRSS:
+    """Resident bytes of a process and its descendants; the tree is re-listed every ``relist`` seconds only, since
+    walking /proc costs far more than reading a few statm files (psutil is used when installed)."""
+
+    def __init__(self, pid: int, relist: float = 0.5):
+        self.pid, self.relist = pid, relist
+        self.pids: list[int] = [pid]
+        self.listed = 0.0
         try:
-            with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+            import psutil
+
+            self.psutil = psutil
+        except ImportError:
+            self.psutil = None
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self.listed > self.relist:
+            self.listed = now
+            if self.psutil:
+                try:
+                    proc = self.psutil.Process(self.pid)
+                    self.pids = [proc.pid, *(c.pid for c in proc.children(recursive=True))]
+                except self.psutil.NoSuchProcess:
+                    self.pids = []
+            else:
+                self.pids = _descendants(self.pid)
+        return sum(_rss(p) for p in self.pids)
 
 
 def run_measured(cmd: list[str], log: Path, timeout: float) -> dict:
-    """Run ``cmd``; wall seconds, exit code, sampled peak tree RSS and the process's own ru_maxrss (bytes)."""
+    """Run ``cmd``; wall seconds, exit code, sampled peak tree RSS, the process's own ru_maxrss (bytes) and its CPU
+    seconds (user + system, its reaped DataLoader workers included)."""
     peak = [0]
     with open(log, "wb") as fh:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
         done = threading.Event()
 
+        tree_rss = TreeRSS(proc.pid)
+
         def sample():
             while not done.is_set():
-                peak[0] = max(peak[0], tree_rss(proc.pid))
+                peak[0] = max(peak[0], tree_rss())
                 done.wait(0.05)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -157,7 +174,8 @@ def run_measured(cmd: list[str], log: Path, timeout: float) -> dict:
         done.set()
         sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"seconds": seconds, "rc": proc.returncode, "peak_tree": peak[0], "maxrss": usage.ru_maxrss * 1024}
+    return {"seconds": seconds, "rc": proc.returncode, "peak_tree": peak[0], "maxrss": usage.ru_maxrss * 1024,
+            "cpu": usage.ru_utime + usage.ru_stime}
 
 
 # ------------------------------------------------------------------------------------------------------ runs
@@ -217,13 +235,18 @@ def main() -> None:
     mpx = float(np.mean([np.prod(Image.open(f).size) for f in pool])) / 1e6
     print(f"\nnegate infer, model {ckpt}\nimages: 64..1024 px (mean {mpx:.2f} Mpx), half JPEG / half PNG; "
           f"extract.num_workers={args.workers}, batch_size={args.batch_size}; startup (N=1) {startup:.1f} s\n")
-    head = f"{'N':>6} {'scored':>7} {'seconds':>8} {'img/s':>7} {'img/s net':>9} {'peak RSS MB':>12} {'maxrss MB':>10}"
+    head = (f"{'N':>6} {'scored':>7} {'seconds':>8} {'img/s':>7} {'img/s net':>9} {'CPU s':>7} {'img/CPU-s net':>13} "
+            f"{'peak RSS MB':>12} {'maxrss MB':>10}")
     print(head)
     print("-" * len(head))
+    base_cpu = results[0]["cpu"]
     for m in results[1:]:
         net = (m["n"] - 1) / max(1e-9, m["seconds"] - startup)
+        net_cpu = (m["n"] - 1) / max(1e-9, m["cpu"] - base_cpu)
         print(f"{m['n']:>6} {m['scored']:>7} {m['seconds']:>8.1f} {m['n'] / m['seconds']:>7.1f} {net:>9.1f} "
-              f"{m['peak_tree'] / 2**20:>12.0f} {m['maxrss'] / 2**20:>10.0f}")
+              f"{m['cpu']:>7.1f} {net_cpu:>13.1f} {m['peak_tree'] / 2**20:>12.0f} {m['maxrss'] / 2**20:>10.0f}")
+    print("\nimg/s net and img/CPU-s net discount the N=1 run (start-up); on a shared machine trust CPU seconds "
+          "over wall seconds.")
 
 
 if __name__ == "__main__":

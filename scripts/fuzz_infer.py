@@ -209,7 +209,8 @@ def main() -> None:
         for r in rows:
             if r["error"]:
                 stats["errors"] += 1
-                stats["reasons"][r["error"].split(": ", 1)[-1].split(" (")[0][:60]] += 1
+                reason = r["error"].removeprefix(f"{r['path']}: ")
+                stats["reasons"][reason.split(" (")[0][:60]] += 1
             else:
                 stats["scored"] += 1
     shutil.rmtree(work, ignore_errors=True)

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=0.1)
     ap.add_argument("--levels", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="only the first N manifest rows (0 = all)")
+    ap.add_argument("--every", type=int, default=1, help="only every k-th manifest row (a deterministic subsample)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("outputs/zero_shot_dev.csv"))
     args = ap.parse_args(argv)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     grid = args.grid or (4 if args.protocol == "paper" else 1)
     fam = WaRPADFamily(args.encoder, alpha=args.alpha, levels=args.levels, grid=grid, device="cpu", batch_size=32)
-    rows = load_manifest(args.data)
+    rows = load_manifest(args.data)[:: max(1, args.every)]
     if args.limit:
         rows = rows[: args.limit]
 

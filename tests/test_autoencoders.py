@@ -25,7 +25,8 @@ TINY = {
     "AutoencoderKLFlux2": {**_KL, "patch_size": [2, 2]},
     "AutoencoderDC": {
         "latent_channels": 4, "attention_head_dim": 8,
-        "encoder_block_types": ["ResBlock", "EfficientViTBlock"], "decoder_block_types": ["ResBlock", "EfficientViTBlock"],
+        "encoder_block_types": ["ResBlock", "EfficientViTBlock"],
+        "decoder_block_types": ["ResBlock", "EfficientViTBlock"],
         "encoder_block_out_channels": [8, 16], "decoder_block_out_channels": [8, 16],
         "encoder_layers_per_block": [1, 1], "decoder_layers_per_block": [1, 1],
         "encoder_qkv_multiscales": [[], [5]], "decoder_qkv_multiscales": [[], [5]],
@@ -105,6 +106,26 @@ def test_missing_ae_weights_raise_a_clear_error_at_once(name, tmp_path, monkeypa
     assert info.value.repo_id == repo and f"hf download {repo}" in str(info.value)
     assert ("hf auth login" in str(info.value)) == AE_REGISTRY[name].gated
     print(f"{name}: ModelUnavailableError after {(time.perf_counter() - t0) * 1000:.1f} ms")
+
+
+def test_pretrained_vae_loads_from_the_hub_cache_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path))
+    trained = tiny("AutoencoderKLFlux2", seed=5)
+    rev = "89abcdef0123456789abcdef0123456789abcdef"
+    folder = tmp_path / "models--black-forest-labs--FLUX.2-klein-4B"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(rev)
+    trained.vae.save_pretrained(folder / "snapshots" / rev / "vae")  # the layout `hf download` leaves
+    loaded = create_autoencoder("flux_klein")
+    assert loaded.kind == "AutoencoderKLFlux2" and loaded.weights == f"black-forest-labs/FLUX.2-klein-4B@{rev}/vae"
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded.reconstruct(x), trained.reconstruct(x), atol=1e-6)
+    with pytest.raises(ValueError, match="latent_channels"):  # the yaml's documented values are checked on load
+        create_autoencoder({"name": "flux_klein", "latent_channels": 32})
 
 
 def test_aerecon_family_measures_the_reconstruction_error():

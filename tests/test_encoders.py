@@ -164,6 +164,32 @@ def test_build_deep_families_fails_before_any_image_when_weights_are_missing(emp
         build_deep_families(OmegaConf.create({"name": "none"}), OmegaConf.load(CONFIGS / "ae" / "flux_klein.yaml"))
 
 
+def fake_cached_snapshot(cache: Path, repo_id: str) -> Path:
+    """The Hugging Face cache layout for one commit of ``repo_id`` (what `hf download` leaves behind)."""
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    folder = cache / ("models--" + repo_id.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(rev)
+    snapshot = folder / "snapshots" / rev
+    snapshot.mkdir(parents=True)
+    return snapshot
+
+
+def test_pretrained_weights_load_from_the_hub_cache_offline(empty_hub_cache):
+    from safetensors.torch import save_file
+
+    trained = create_encoder("dinov3", pretrained=False, model_kwargs=TINY["dinov3"], seed=7)
+    repo = ENCODER_REGISTRY["dinov3"].repo_id
+    snapshot = fake_cached_snapshot(empty_hub_cache / "hub", repo)
+    save_file({k: v.contiguous() for k, v in trained.backbone.state_dict().items()}, snapshot / "model.safetensors")
+    loaded = create_encoder("dinov3", model_kwargs=TINY["dinov3"])  # pretrained=True, offline, from the cache
+    assert loaded.weights == f"{repo}@{snapshot.name}/model.safetensors"
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), trained(x), atol=1e-6)
+        assert not torch.allclose(loaded(x), create_encoder("dinov3", pretrained=False, model_kwargs=TINY["dinov3"])(x))
+
+
 def test_remote_code_is_refused_unless_enabled():
     with pytest.raises(ModelUnavailableError, match="trust_remote_code: true") as info:
         create_encoder("c_radio", backend="hf_automodel")

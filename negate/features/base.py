@@ -37,7 +37,7 @@ def register_feature(name: str) -> Callable[[_F], _F]:
 
 def create_feature(name: str, **kwargs) -> "FeatureFamily":
     """Build a registered feature family by name (timm-style ``create_model``)."""
-    import negate.features  # noqa: F401  (populates the registry)
+    _import_all_families()
 
     if name not in FEATURE_REGISTRY:
         raise KeyError(f"unknown feature family {name!r}; known: {sorted(FEATURE_REGISTRY)}")
@@ -45,9 +45,15 @@ def create_feature(name: str, **kwargs) -> "FeatureFamily":
 
 
 def list_features() -> list[str]:
-    import negate.features  # noqa: F401
-
+    _import_all_families()
     return sorted(FEATURE_REGISTRY)
+
+
+def _import_all_families() -> None:
+    """Register every family; the deep ones (embedding, warpad, aerecon) live beside their models and import
+    timm/diffusers, so plain ``import negate.features`` leaves them out to keep start-up light."""
+    import negate.features  # noqa: F401
+    import negate.models.families  # noqa: F401
 
 
 class FeatureFamily(nn.Module):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from negate.features.base import FeatureFamily, register_feature, to_grey
 
@@ -51,26 +50,17 @@ def block_dct8(img: torch.Tensor) -> torch.Tensor:
     return d @ blocks @ d.T
 
 
-def first_digit(v: torch.Tensor) -> torch.Tensor:
-    """Leading decimal digit (1..9) of positive ``v``; robust to float rounding at powers of ten."""
-    e = torch.floor(torch.log10(v))
-    mant = v / torch.pow(10.0, e)
-    e = e + (mant >= 10.0).to(e.dtype) - (mant < 1.0).to(e.dtype)
-    mant = v / torch.pow(10.0, e)
-    return torch.floor(mant).clamp(1, 9).long()
-
-
 @register_feature("dct")
 class DCTFeatures(FeatureFamily):
     """Per zig-zag AC frequency 1..n_freq: mean|c|, std, zero share (|c| below the first edge, 0.5 by default:
     the coefficient would quantise to 0 at step 1); histogram of all AC |c|;
     first-digit distribution of AC |c| >= 1 and its chi-square-like distance to Benford's law.
 
-    All count-based features come from one fine histogram per frequency whose edges are the union of the histogram
-    edges and the first-digit boundaries (1..9 x 10^k), so a single ``bucketize`` + ``bincount`` serves them all.
+    Counting relies on the 1/1024 snap of the coefficients (see ``forward``): values just below a digit boundary
+    are then at least 1/1024 below it, so ``floor(v / 10^k)`` is exact in float32.
     """
 
-    version = "1"
+    version = "2"
     pool = ("mean",)
 
     def __init__(self, n_freq: int = 20, edges: tuple[float, ...] | list[float] = DEFAULT_EDGES) -> None:
@@ -84,16 +74,7 @@ class DCTFeatures(FeatureFamily):
         self.hparams = {"n_freq": self.n_freq, "edges": list(edges)}
         zz = zigzag_order(8)
         self.register_buffer("zz_index", torch.tensor([i * 8 + j for i, j in zz], dtype=torch.long), persistent=False)
-        digit_edges = [d * 10.0**k for k in range(6) for d in range(1, 10)]
-        fine = torch.tensor(sorted(set(edges) | set(digit_edges)), dtype=torch.float32)
-        lower = torch.cat([torch.zeros(1), fine])  # lower bound of each fine bin
-        coarse = torch.bucketize(lower, torch.tensor(edges), right=True)
-        digit = torch.where(lower >= 1.0, first_digit(lower.clamp_min(1.0)), torch.zeros_like(coarse))
-        self.register_buffer("fine_edges", fine, persistent=False)
-        self.register_buffer("to_coarse", F.one_hot(coarse, len(edges) + 1).float(), persistent=False)
-        self.register_buffer("to_digit", F.one_hot(digit, 10)[:, 1:].float(), persistent=False)
-        # fine bin 0 is [0, smallest edge): with the default edges exactly |c| < 0.5
-        self.zero_edge = float(fine[0])
+        self.edges = edges
 
     def feature_names(self) -> list[str]:
         p = self.name
@@ -113,20 +94,25 @@ class DCTFeatures(FeatureFamily):
         n_blocks = coef.shape[1]
         mag = coef.abs()
         sel = self.zz_index[1 : self.n_freq + 1]
-
-        n_fine = len(self.fine_edges) + 1
-        fine = torch.bucketize(mag, self.fine_edges, out_int32=True, right=True)
-        offsets = (torch.arange(n, device=x.device, dtype=torch.int32).view(-1, 1, 1) * 64
-                   + torch.arange(64, device=x.device, dtype=torch.int32).view(1, 1, -1)) * n_fine
-        counts = torch.bincount((fine + offsets).reshape(-1), minlength=n * 64 * n_fine).view(n, 64, n_fine).float()
-
+        centred = coef - coef.mean(1, keepdim=True)
         per_freq = torch.stack(
-            [mag.mean(1)[:, sel], coef.std(1, correction=0)[:, sel], counts[:, sel, 0] / n_blocks], dim=-1
+            [mag.mean(1)[:, sel], centred.square_().mean(1).sqrt_()[:, sel], (mag < self.edges[0]).float().mean(1)[:, sel]],
+            dim=-1,
         ).reshape(n, -1)
-        ac_counts = counts[:, 1:].sum(1)  # (N, n_fine), DC excluded
-        n_ac = n_blocks * 63
-        hist = ac_counts @ self.to_coarse / n_ac
-        digits = ac_counts @ self.to_digit
+
+        ac = mag[..., 1:].reshape(n, -1)
+        n_ac = ac.shape[1]
+        below = torch.stack([(ac < e).sum(-1) for e in self.edges], dim=-1).float() / n_ac
+        cum = torch.cat([torch.zeros_like(below[:, :1]), below, torch.ones_like(below[:, :1])], dim=-1)
+        hist = cum[:, 1:] - cum[:, :-1]
+
+        # leading digit: |AC| <= 8 * 255 < 10^4; the scale 10^k is built from exact sums; v < 1 gives digit 0 (dropped)
+        scale = torch.ones_like(ac)
+        for bound in (10.0, 100.0, 1000.0):
+            scale.add_((ac >= bound).float(), alpha=bound - bound / 10)
+        digit = ac.div_(scale).floor_().to(torch.int64)
+        digit += torch.arange(n, device=x.device).view(-1, 1) * 10
+        digits = torch.bincount(digit.reshape(-1), minlength=10 * n).view(n, 10)[:, 1:].float()
         total = digits.sum(-1, keepdim=True)
         share = digits / total.clamp_min(1.0)
         benford = BENFORD.to(x.device)

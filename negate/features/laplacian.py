@@ -8,6 +8,8 @@ a fixed-bin histogram of ``|r|`` (in 8-bit grey levels) and the correlation of t
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -18,32 +20,48 @@ DEFAULT_EDGES = (0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 63.5)
 CHANNELS = ("r", "g", "b")
 
 
-def _med3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
-
-
 def median3x3(x: torch.Tensor) -> torch.Tensor:
     """3x3 median of every channel of ``(N, C, H, W)``, mirror borders (``scipy.ndimage`` ``mode='mirror'``).
 
     Exact median of 9 without sorting: sort each vertical triple once (shared by three windows), then the median is
-    ``med3(max of the column minima, med3 of the column medians, min of the column maxima)``.
+    ``med3(max of the column minima, med3 of the column medians, min of the column maxima)``. Intermediates are
+    updated in place: this is memory-bound, and fresh full-size buffers cost more than the comparisons.
     """
     h, w = x.shape[-2:]
     p = F.pad(x, (1, 1, 1, 1), mode="reflect") if min(h, w) > 1 else F.pad(x, (1, 1, 1, 1), mode="replicate")
     top, mid, bot = p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :]
-    lo1, hi1 = torch.minimum(top, mid), torch.maximum(top, mid)
-    lo = torch.minimum(lo1, bot)
-    hi = torch.maximum(hi1, bot)
-    me = torch.maximum(lo1, torch.minimum(hi1, bot))
-    lo_max = torch.maximum(torch.maximum(lo[..., :-2], lo[..., 1:-1]), lo[..., 2:])
-    hi_min = torch.minimum(torch.minimum(hi[..., :-2], hi[..., 1:-1]), hi[..., 2:])
-    me_med = _med3(me[..., :-2], me[..., 1:-1], me[..., 2:])
-    return _med3(lo_max, me_med, hi_min)
+    lo = torch.minimum(top, mid)
+    me = torch.maximum(top, mid)
+    hi = torch.maximum(me, bot)
+    torch.minimum(me, bot, out=me)
+    torch.maximum(lo, me, out=me)  # column median
+    torch.minimum(lo, bot, out=lo)  # column minimum
+
+    def left_mid_right(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return t[..., :-2], t[..., 1:-1], t[..., 2:]
+
+    a, b, c = left_mid_right(lo)
+    lo_max = torch.maximum(a, b)
+    torch.maximum(lo_max, c, out=lo_max)
+    a, b, c = left_mid_right(hi)
+    hi_min = torch.minimum(a, b)
+    torch.minimum(hi_min, c, out=hi_min)
+    a, b, c = left_mid_right(me)
+    me_med = torch.minimum(a, b)
+    upper = torch.maximum(a, b)
+    torch.minimum(upper, c, out=upper)
+    torch.maximum(me_med, upper, out=me_med)
+    # med3(lo_max, me_med, hi_min) = max(min(a, b), min(max(a, b), c))
+    low = torch.minimum(lo_max, me_med)
+    torch.maximum(lo_max, me_med, out=lo_max)
+    torch.minimum(lo_max, hi_min, out=lo_max)
+    return torch.maximum(low, lo_max, out=low)
 
 
 def median_residual(x: torch.Tensor) -> torch.Tensor:
     """``x - median3x3(x)``: the part a simple non-linear denoiser removes."""
-    return x - median3x3(x)
+    med = median3x3(x)
+    return torch.sub(x, med, out=med)
 
 
 def box3x3_sum(x: torch.Tensor) -> torch.Tensor:
@@ -88,14 +106,20 @@ def channel_correlations(centred: torch.Tensor) -> torch.Tensor:
     return torch.stack([cov[:, i, j] / (var[:, i] * var[:, j]).sqrt() for i, j in pairs], dim=-1).clamp(-1.0, 1.0)
 
 
-def abs_histogram(a: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """Fractions of ``a`` (``(..., L)``, non-negative) in the bins ``[0,e0), [e0,e1), ..., [e_last, inf)``."""
-    below = torch.stack([(a < e).float().mean(-1) for e in edges.tolist()], dim=-1)
-    cum = torch.cat([torch.zeros_like(below[..., :1]), below, torch.ones_like(below[..., :1])], dim=-1)
-    return cum[..., 1:] - cum[..., :-1]
+def level_histogram(levels: torch.Tensor, edges: list[float]) -> torch.Tensor:
+    """Fractions of ``levels`` (``(R, L)``, non-negative, in grey levels) in ``[0,e0), [e0,e1), ..., [e_last, inf)``
+    for half-integer ``edges`` (k + 0.5): rounding to the nearest level first gives the same bins, and one
+    ``bincount`` over integer levels replaces a comparison pass per edge."""
+    rows, length = levels.shape
+    cap = int(math.ceil(edges[-1]))
+    idx = levels.round().clamp_(max=cap).to(torch.int64)
+    idx += torch.arange(rows, device=levels.device).view(-1, 1) * (cap + 1)
+    counts = torch.bincount(idx.view(-1), minlength=rows * (cap + 1)).view(rows, cap + 1).float()
+    fold = torch.bucketize(torch.arange(cap + 1, dtype=torch.float32), torch.tensor(edges), right=True)
+    return (counts @ F.one_hot(fold, len(edges) + 1).float().to(levels.device)) / length
 
 
-def residual_stats(r: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def residual_stats(r: torch.Tensor, edges: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel stats ``(N, C, 4 + B)`` [mean|r|, std, skew, kurt, hist...] and channel correlations ``(N, 3)``.
 
     ``r`` is in [0, 1] units; ``edges`` are in 8-bit grey levels."""
@@ -103,8 +127,9 @@ def residual_stats(r: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, 
     flat = r.reshape(n, c, -1)
     m = moments(flat)
     a = flat.abs()
-    hist = abs_histogram(a, edges / 255.0)
-    per_channel = torch.cat([torch.stack([a.mean(-1), m["std"], m["skew"], m["kurt"]], dim=-1), hist], dim=-1)
+    mean_abs = a.mean(-1)
+    hist = level_histogram(a.mul_(255.0).view(n * c, -1), edges).view(n, c, -1)
+    per_channel = torch.cat([torch.stack([mean_abs, m["std"], m["skew"], m["kurt"]], dim=-1), hist], dim=-1)
     return per_channel, channel_correlations(m["centred"])
 
 
@@ -117,11 +142,11 @@ class LaplacianResidual(FeatureFamily):
 
     def __init__(self, edges: tuple[float, ...] | list[float] = DEFAULT_EDGES) -> None:
         super().__init__()
-        edges = tuple(float(e) for e in edges)
-        if list(edges) != sorted(edges) or len(edges) == 0:
-            raise ValueError(f"histogram edges must be increasing and non-empty, got {edges}")
+        edges = [float(e) for e in edges]
+        if edges != sorted(edges) or not edges or any(e < 0 or (e - 0.5) % 1 for e in edges):
+            raise ValueError(f"histogram edges must be increasing half-integers (k + 0.5 grey levels), got {edges}")
+        self.edges = edges
         self.hparams = {"edges": list(edges)}
-        self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32), persistent=False)
 
     def feature_names(self) -> list[str]:
         n_bins = len(self.hparams["edges"]) + 1

@@ -55,7 +55,8 @@ def _codes_from_bits(bits, p: int) -> torch.Tensor:
             ones += bit
             changes += bit != prev
         prev = bit
-    return ones.masked_fill_(changes > 2, p + 1)
+    # non-uniform patterns get P + 1; ``ones <= P`` so a maximum does it (much faster than where on uint8)
+    return torch.maximum(ones, (changes > 2).to(torch.uint8).mul_(p + 1))
 
 
 def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
@@ -78,10 +79,10 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
         return src[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
 
     if not exact:
-        # +inf where the 2x2 cell with top-left (y, x) of ``padded`` is constant (its interpolation is exact)
+        # huge where the 2x2 cell with top-left (y, x) of ``padded`` is constant (its interpolation is exact)
         cell_hi = torch.maximum(torch.maximum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.maximum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
         cell_lo = torch.minimum(torch.minimum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.minimum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
-        exact_cell = torch.zeros_like(cell_hi).masked_fill_(cell_hi == cell_lo, torch.inf)
+        exact_cell = (cell_hi == cell_lo).to(img.dtype).mul_(1e30)
         closest = torch.full_like(img, torch.inf)
 
     def bits():
@@ -89,13 +90,15 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
             if not dr.any() and not dc.any():
                 yield at(padded, r0, c0) >= img
                 continue
-            dr_t = torch.from_numpy(dr).to(device=img.device, dtype=img.dtype).view(1, h, 1)
-            dc_t = torch.from_numpy(dc).to(device=img.device, dtype=img.dtype).view(1, 1, w)
             corners = (at(padded, r0, c0), at(padded, r0, c1), at(padded, r1, c0), at(padded, r1, c1))
             if exact:
+                dr_t = torch.from_numpy(dr).to(device=img.device, dtype=img.dtype).view(1, h, 1)
+                dc_t = torch.from_numpy(dc).to(device=img.device, dtype=img.dtype).view(1, 1, w)
                 yield _skimage_interpolate(*corners, dr_t, dc_t) >= img
                 continue
-            diff = torch.lerp(torch.lerp(corners[0], corners[1], dc_t), torch.lerp(corners[2], corners[3], dc_t), dr_t)
+            # one weight per axis (the per-pixel float64 weights differ by ~1e-16; the unsure check covers it)
+            wr, wc = float(dr[0]), float(dc[0])
+            diff = torch.lerp(torch.lerp(corners[0], corners[1], wc), torch.lerp(corners[2], corners[3], wc), wr)
             diff -= img
             yield diff >= 0
             diff.abs_()
@@ -109,14 +112,19 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
     unsure = closest <= 2e-6 * (1.0 + float(img.abs().max()))
     if bool(unsure.any()):
         nb, yy, xx = unsure.nonzero(as_tuple=True)
-        flat_padded = padded.reshape(-1)
+        # gather each unsure pixel's (2k+1)^2 window once (index_select on the flat buffer is the fast gather)
+        k = int(math.ceil(r))
         row_len = w + 2 * pad
         base = (nb * (h + 2 * pad) + yy + pad) * row_len + xx + pad
-        centre64 = img[nb, yy, xx].double()
+        offsets = (torch.arange(-k, k + 1, device=img.device).view(-1, 1) * row_len
+                   + torch.arange(-k, k + 1, device=img.device).view(1, -1)).view(1, -1)
+        window = padded.reshape(-1).index_select(0, (base.view(-1, 1) + offsets).view(-1))
+        window = window.view(-1, 2 * k + 1, 2 * k + 1).double()
+        centre64 = window[:, k, k]
 
         def exact_bits():
             for r0, r1, dr, c0, c1, dc in geometry:
-                g = [flat_padded[base + (a * row_len + b)].double() for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
+                g = [window[:, k + a, k + b] for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
                 dr_t, dc_t = torch.from_numpy(dr).to(img.device)[yy], torch.from_numpy(dc).to(img.device)[xx]
                 yield _skimage_interpolate(*g, dr_t, dc_t) >= centre64
 
@@ -144,8 +152,8 @@ class LBPFeatures(FeatureFamily):
     def __init__(self, radii: tuple | list = DEFAULT_RADII) -> None:
         super().__init__()
         radii = [(int(p), float(r)) for p, r in radii]
-        if not radii or any(p < 2 or r <= 0 for p, r in radii):
-            raise ValueError(f"radii must be (P >= 2, R > 0) pairs, got {radii}")
+        if not radii or any(not 2 <= p <= 64 or r <= 0 for p, r in radii):
+            raise ValueError(f"radii must be (2 <= P <= 64, R > 0) pairs, got {radii}")
         self.radii = radii
         self.hparams = {"radii": [[p, r] for p, r in radii]}
 

@@ -77,7 +77,7 @@ def trace_summaries(grey: torch.Tensor, n_bins: int = 16) -> torch.Tensor:
 class ResizeCropConsistency(FeatureFamily):
     """Per trace summary: std and range across K crops, and slope against log2(zoom)."""
 
-    version = "1"
+    version = "2"
     pool = ("mean",)
 
     def __init__(

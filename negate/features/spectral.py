@@ -146,7 +146,7 @@ def hf_energy_ratio(mag: torch.Tensor, full_width: int, cutoff: float = 0.5) -> 
 class SpectralFeatures(FeatureFamily):
     """Radial log-spectrum profile, HF energy ratio, spectral-residual stats and up-sampling peaks (grey + residual)."""
 
-    version = "1"
+    version = "2"
     pool = ("mean", "max")
 
     def __init__(self, n_bins: int = 32, hf_cutoff: float = 0.5) -> None:

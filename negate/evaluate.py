@@ -1,6 +1,5 @@
 """``python -m negate.evaluate ckpt=FOLDER data=...`` (a saved model) or ``protocol=cv`` (leave-one-group-out CV)."""
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -16,14 +15,11 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from negate.cache import CacheWriteError
+    from negate.errors import exit_on_user_error
     from negate.evaluating import evaluate
 
-    try:
+    with exit_on_user_error():
         evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except CacheWriteError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

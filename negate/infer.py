@@ -20,15 +20,11 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from negate.cache import CacheWriteError
-    from negate.inference import NothingScoredError, infer
-    from negate.model_folder import ModelFolderError
+    from negate.errors import exit_on_user_error
+    from negate.inference import infer
 
-    try:
+    with exit_on_user_error():
         rows = infer(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (ModelFolderError, NothingScoredError, FileNotFoundError, CacheWriteError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     if any(r["error"] for r in rows):
         sys.exit(1)
 

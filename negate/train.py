@@ -1,7 +1,5 @@
 """``python -m negate.train [overrides]``: extract features, fit a detector, write a dated model folder."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
@@ -13,14 +11,11 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    from negate.cache import CacheWriteError
+    from negate.errors import exit_on_user_error
     from negate.training import train
 
-    try:
+    with exit_on_user_error():
         metrics = train(cfg)
-    except CacheWriteError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     return metrics["test"]["auroc"]  # the value a Hydra sweeper would optimise
 
 

@@ -88,3 +88,10 @@ def test_cli_help_lists_commands_and_groups():
     proc = subprocess.run([sys.executable, "-m", "negate.cli", "--help"], capture_output=True, text=True, check=True)
     for word in ("pretrain", "train", "infer", "evaluate", "feature", "encoder", "classifier", "trainer"):
         assert word in proc.stdout
+
+
+def test_hub_encoder_offline_fails_fast_with_how_to_get_it(tmp_path):
+    proc = run(["train", "encoder=dinov3", "ae=flux_klein"], tmp_path / "outputs", check=False)
+    assert proc.returncode == 2
+    assert "hf download" in proc.stderr and "vit_base_patch16_dinov3" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -24,7 +24,7 @@ PROTOCOLS = ("holdout", "cv")
 
 
 def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
-    model, families = load_checked_model(cfg.ckpt, cfg.paths.models_dir)
+    model, families = load_checked_model(cfg.ckpt, cfg.paths.models_dir, cfg.get("allow_remote_code", False))
     runner = FeatureRunner(model.pipeline, cfg, families)
     fs = load_feature_set(cfg, runner)
     write_skipped(run_dir, fs.skipped)

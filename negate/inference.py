@@ -26,12 +26,19 @@ class NothingScoredError(RuntimeError):
     """No input could be scored."""
 
 
-def load_checked_model(ckpt: str, models_dir: str) -> tuple[LoadedModel, list]:
-    """Load a model folder and rebuild its feature families, refusing any mismatch with the current code."""
+def load_checked_model(ckpt: str, models_dir: str, allow_remote_code: bool = False) -> tuple[LoadedModel, list]:
+    """Load a model folder and rebuild its feature families, refusing any mismatch with the current code.
+
+    A shared folder must not switch on hub remote code by itself: a saved ``trust_remote_code: true`` is refused
+    unless the user passes ``allow_remote_code=true``.
+    """
     built: dict = {}
     folder = resolve_ckpt(ckpt, models_dir)
 
     def expected(pipeline: dict) -> list[str]:
+        if (pipeline.get("encoder") or {}).get("trust_remote_code") and not allow_remote_code:
+            raise ModelFolderError(f"{folder}: its encoder runs remote code from the hub (trust_remote_code: true); "
+                                   "pass allow_remote_code=true if you trust that repository")
         try:
             families = build_families(pipeline)
         except (KeyError, TypeError, ValueError, HydraException) as err:
@@ -61,7 +68,7 @@ def collect_inputs(path: str | Path) -> tuple[list[ImageRecord], list[tuple[str,
 
 def predict(cfg: DictConfig) -> tuple[list[dict], LoadedModel]:
     """One row per input: path, prob_synthetic, verdict, error."""
-    model, families = load_checked_model(cfg.ckpt, cfg.paths.models_dir)
+    model, families = load_checked_model(cfg.ckpt, cfg.paths.models_dir, cfg.get("allow_remote_code", False))
     records, skipped = collect_inputs(cfg.path)
     runner = FeatureRunner(model.pipeline, cfg, families)
     kept, table = runner.features(records) if records else ([], None)

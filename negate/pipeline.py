@@ -56,7 +56,7 @@ def pipeline_from_cfg(cfg: DictConfig) -> dict:
         "encoder": OmegaConf.to_container(cfg.encoder, resolve=True),
         "ae": OmegaConf.to_container(cfg.ae, resolve=True),
         "patches": OmegaConf.to_container(cfg.patches, resolve=True),
-        "reencode": cfg.data.get("reencode") or "",
+        "reencode": reencode_view(cfg.data.get("reencode")),
         "max_pixels": int(cfg.data.get("max_pixels", 64_000_000)),
     }
 
@@ -79,6 +79,14 @@ def check_feature_spec(name: str, spec) -> None:
         raise ValueError(f"feature {name!r}: _target_ {target!r} is not a registered feature family")
     if any(_has_target(v) for k, v in spec.items() if k != "_target_"):
         raise ValueError(f"feature {name!r}: nested _target_ entries are not allowed")
+
+
+def reencode_view(value) -> str:
+    """``data.reencode``: none/""/null -> no normalisation; ``jpeg90`` (or ``reencode:jpeg90``) -> that view spec."""
+    text = "" if value is None else str(value).strip()
+    if text.lower() in ("", "none", "null", "false", "off"):
+        return ""
+    return text if ":" in text else f"reencode:{text}"
 
 
 def build_families(pipeline: dict) -> list[FeatureFamily]:

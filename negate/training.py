@@ -16,6 +16,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from negate.cache import ensure_writable
 from negate.classifiers import ZeroShotDetector
 from negate.data.index import file_format
 from negate.data.patches import seed_from_key
@@ -173,6 +174,7 @@ def robustness_sweep(runner: FeatureRunner, detector, records: list[ImageRecord]
 
 def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ensure_writable(cfg.paths.models_dir)  # fail now, not after extraction and fitting
     run_dir = run_dir_from_hydra(cfg)
     pipeline = pipeline_from_cfg(cfg)
     runner = FeatureRunner(pipeline, cfg)

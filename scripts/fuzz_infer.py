@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -210,7 +211,7 @@ def main() -> None:
             if r["error"]:
                 stats["errors"] += 1
                 reason = r["error"].removeprefix(f"{r['path']}: ")
-                stats["reasons"][reason.split(" (")[0][:60]] += 1
+                stats["reasons"][re.sub(r"\d+", "N", reason.split(" (")[0])[:60]] += 1
             else:
                 stats["scored"] += 1
     shutil.rmtree(work, ignore_errors=True)

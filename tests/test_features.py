@@ -5,6 +5,7 @@ test_features_reference.py.)"""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from skimage import data
 from negate.features import FEATURE_REGISTRY, FeatureFamily, create_feature, list_features
 
 FAMILIES = ["spectral", "laplacian", "lbp", "wavelet", "resize_crop", "npr", "dct"]
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

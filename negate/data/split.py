@@ -37,8 +37,32 @@ def _hold_out(y: np.ndarray, groups: np.ndarray | None, fraction: float, seed: i
         if best is None or score < best[0]:
             best = (score, keep, held)
     if best is None:
-        raise ValueError("no grouped split leaves both classes in the held-out part; add sources or use split.group_by=null")
+        return _greedy_group_hold_out(y, groups, fraction, seed)
     return best[1], best[2]
+
+
+def _greedy_group_hold_out(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """When every fold is single-class (few, single-class groups), hold out whole groups taken in turn from the
+    real-majority and the synthetic-majority groups until the held-out part has both classes and its share."""
+    rng = np.random.default_rng(seed)
+    names = np.unique(groups)
+    rng.shuffle(names)
+    majority = {g: int(y[groups == g].mean() >= 0.5) for g in names}
+    queues = [[g for g in names if majority[g] == c] for c in (0, 1)]
+    if not all(queues) or len(names) < 3:
+        raise ValueError("a grouped split needs groups of both classes and at least 3 groups; "
+                         "add sources or use split.group_by=null")
+    held: list = []
+    turn = 0
+    while queues[0] or queues[1]:
+        queue = queues[turn % 2] or queues[(turn + 1) % 2]
+        held.append(queue.pop())
+        turn += 1
+        mask = np.isin(groups, held)
+        if len(np.unique(y[mask])) == 2 and mask.mean() >= fraction or len(held) >= len(names) - 1:
+            break
+    mask = np.isin(groups, held)
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 def split_indices(

@@ -59,11 +59,8 @@ def _codes_from_bits(bits, p: int) -> torch.Tensor:
     return torch.maximum(ones, (changes > 2).to(torch.uint8).mul_(p + 1))
 
 
-def lbp_codes(img: torch.Tensor, p: int, r: float, stride: int = 1) -> torch.Tensor:
+def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
     """Uniform LBP codes ``(N, H, W)`` in ``0..P+1`` (uint8) of ``(N, H, W)`` images, as skimage's 'uniform'.
-
-    ``stride > 1`` computes the codes of the centres ``[::stride, ::stride]`` only (identical to skimage's there),
-    ``stride**2`` times less work.
 
     Float64 input is interpolated with skimage's exact operation order, so the codes are identical. On integer-valued
     images samples often tie with the centre mathematically (weights 0.70711 and 0.29289 cancel) and skimage's
@@ -72,43 +69,37 @@ def lbp_codes(img: torch.Tensor, p: int, r: float, stride: int = 1) -> torch.Ten
     constant are exact in any precision and never need it. Identical to skimage for integer-valued float32 images.
     """
     n, h, w = img.shape
-    s = int(stride)
-    centre = img[:, ::s, ::s]
     pad = int(math.ceil(r)) + 1
     padded = F.pad(img.unsqueeze(1), (pad, pad, pad, pad), value=0.0)[:, 0]
     exact = img.dtype == torch.float64
     rp, cp = _sample_offsets(p, r)
-    geometry = []
-    for i in range(p):
-        r0, r1, dr = _axis_weights(h, rp[i])
-        c0, c1, dc = _axis_weights(w, cp[i])
-        geometry.append((r0, r1, dr[::s], c0, c1, dc[::s]))
+    geometry = [(*_axis_weights(h, rp[i]), *_axis_weights(w, cp[i])) for i in range(p)]
 
     def at(src, dy: int, dx: int) -> torch.Tensor:
-        return src[:, pad + dy : pad + dy + h : s, pad + dx : pad + dx + w : s]
+        return src[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
 
     if not exact:
         # huge where the 2x2 cell with top-left (y, x) of ``padded`` is constant (its interpolation is exact)
         cell_hi = torch.maximum(torch.maximum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.maximum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
         cell_lo = torch.minimum(torch.minimum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.minimum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
         exact_cell = (cell_hi == cell_lo).to(img.dtype).mul_(1e30)
-        closest = torch.full_like(centre, torch.inf)
+        closest = torch.full_like(img, torch.inf)
 
     def bits():
         for r0, r1, dr, c0, c1, dc in geometry:
             if not dr.any() and not dc.any():
-                yield at(padded, r0, c0) >= centre
+                yield at(padded, r0, c0) >= img
                 continue
             corners = (at(padded, r0, c0), at(padded, r0, c1), at(padded, r1, c0), at(padded, r1, c1))
             if exact:
-                dr_t = torch.from_numpy(dr.copy()).to(device=img.device, dtype=img.dtype).view(1, -1, 1)
-                dc_t = torch.from_numpy(dc.copy()).to(device=img.device, dtype=img.dtype).view(1, 1, -1)
-                yield _skimage_interpolate(*corners, dr_t, dc_t) >= centre
+                dr_t = torch.from_numpy(dr).to(device=img.device, dtype=img.dtype).view(1, h, 1)
+                dc_t = torch.from_numpy(dc).to(device=img.device, dtype=img.dtype).view(1, 1, w)
+                yield _skimage_interpolate(*corners, dr_t, dc_t) >= img
                 continue
             # one weight per axis (the per-pixel float64 weights differ by ~1e-16; the unsure check covers it)
             wr, wc = float(dr[0]), float(dc[0])
             diff = torch.lerp(torch.lerp(corners[0], corners[1], wc), torch.lerp(corners[2], corners[3], wc), wr)
-            diff -= centre
+            diff -= img
             yield diff >= 0
             diff.abs_()
             diff += at(exact_cell, r0, c0)
@@ -124,7 +115,6 @@ def lbp_codes(img: torch.Tensor, p: int, r: float, stride: int = 1) -> torch.Ten
         # gather each unsure pixel's (2k+1)^2 window once (index_select on the flat buffer is the fast gather)
         k = int(math.ceil(r))
         row_len = w + 2 * pad
-        yy, xx = yy * s, xx * s  # full-resolution coordinates
         base = (nb * (h + 2 * pad) + yy + pad) * row_len + xx + pad
         offsets = (torch.arange(-k, k + 1, device=img.device).view(-1, 1) * row_len
                    + torch.arange(-k, k + 1, device=img.device).view(1, -1)).view(1, -1)
@@ -135,22 +125,18 @@ def lbp_codes(img: torch.Tensor, p: int, r: float, stride: int = 1) -> torch.Ten
         def exact_bits():
             for r0, r1, dr, c0, c1, dc in geometry:
                 g = [window[:, k + a, k + b] for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
-                dr_t = torch.from_numpy(dr.copy()).to(img.device)[yy // s]
-                dc_t = torch.from_numpy(dc.copy()).to(img.device)[xx // s]
+                dr_t, dc_t = torch.from_numpy(dr).to(img.device)[yy], torch.from_numpy(dc).to(img.device)[xx]
                 yield _skimage_interpolate(*g, dr_t, dc_t) >= centre64
 
-        codes[nb, yy // s, xx // s] = _codes_from_bits(exact_bits(), p)
+        codes[nb, yy, xx] = _codes_from_bits(exact_bits(), p)
     return codes
 
 
-def code_histogram(codes: torch.Tensor, n_codes: int, border: int, stride: int = 1, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Share of each code ``0..n_codes-1`` per image over the centres at least ``border`` pixels inside the
-    ``size`` (H, W) image; ``codes`` are those of the centres ``[::stride, ::stride]``."""
-    n, hs, ws = codes.shape
-    h, w = size if size is not None else (hs, ws)
-    if border > 0 and min(h, w) > 2 * border:
-        first = -(-border // stride)
-        codes = codes[:, first : (h - 1 - border) // stride + 1, first : (w - 1 - border) // stride + 1]
+def code_histogram(codes: torch.Tensor, n_codes: int, border: int) -> torch.Tensor:
+    """Share of each code ``0..n_codes-1`` per image, over the interior (``border`` pixels dropped on each side)."""
+    n = codes.shape[0]
+    if border > 0 and min(codes.shape[-2:]) > 2 * border:
+        codes = codes[:, border:-border, border:-border]
     flat = codes.reshape(n, -1).long() + torch.arange(n, device=codes.device).view(-1, 1) * n_codes
     counts = torch.bincount(flat.reshape(-1), minlength=n * n_codes).view(n, n_codes).float()
     return counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
@@ -158,24 +144,18 @@ def code_histogram(codes: torch.Tensor, n_codes: int, border: int, stride: int =
 
 @register_feature("lbp")
 class LBPFeatures(FeatureFamily):
-    """Uniform-LBP code shares for each (P, R) on the 8-bit grey image and on its Laplacian residual.
-
-    ``stride`` > 1 histograms the codes of every ``stride``-th pixel in each direction only: the same codes
-    (skimage's), ``stride**2`` times cheaper, a sub-sampled estimate of the same shares."""
+    """Uniform-LBP code shares for each (P, R) on the 8-bit grey image and on its Laplacian residual."""
 
     version = "1"
     pool = ("mean",)
 
-    def __init__(self, radii: tuple | list = DEFAULT_RADII, stride: int = 1) -> None:
+    def __init__(self, radii: tuple | list = DEFAULT_RADII) -> None:
         super().__init__()
         radii = [(int(p), float(r)) for p, r in radii]
         if not radii or any(not 2 <= p <= 64 or r <= 0 for p, r in radii):
             raise ValueError(f"radii must be (2 <= P <= 64, R > 0) pairs, got {radii}")
-        if stride < 1:
-            raise ValueError("stride must be >= 1")
         self.radii = radii
-        self.stride = int(stride)
-        self.hparams = {"radii": [[p, r] for p, r in radii], "stride": self.stride}
+        self.hparams = {"radii": [[p, r] for p, r in radii]}
 
     @staticmethod
     def _tag(p: int, r: float) -> str:
@@ -192,9 +172,8 @@ class LBPFeatures(FeatureFamily):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         grey = torch.round(to_grey(x) * 255.0)
-        size = tuple(x.shape[-2:])
         out = [
-            code_histogram(lbp_codes(src, p, r, self.stride), p + 2, int(math.ceil(r)), self.stride, size)
+            code_histogram(lbp_codes(src, p, r), p + 2, int(math.ceil(r)))
             for src in (grey[:, 0], laplacian_residual(grey)[:, 0])
             for p, r in self.radii
         ]

@@ -28,7 +28,7 @@ def new_figure(width: float = 6.0, height: float = 5.0) -> Figure:
 def save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # long generator names must not clip the title
     return path
 
 

@@ -9,6 +9,7 @@ through memory, only through the cache, so memory stays flat in the number of im
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,19 @@ POOLS = {
     "min": lambda r: r.amin(dim=1),
     "std": lambda r: r.std(dim=1, unbiased=False),
 }
+
+
+def tune_malloc() -> bool:
+    """Keep freed heap memory in the process (glibc): the families' large temporaries are then reused instead of
+    being mapped afresh, ~1.4x faster extraction on CPU (scripts/bench_features.py). Inherited by forked loader
+    workers. The price is that the process keeps its peak heap, which is flat in the number of images."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+    return bool(ok and libc.mallopt(m_top_pad, 64 << 20))
 
 
 def pooled_names(family: FeatureFamily) -> list[str]:
@@ -146,6 +160,7 @@ def extract_features(
     needed = [f for f in families if stores[f.name].missing([it.key for it in todo])]
     writer = CacheWriter({f.name: stores[f.name] for f in needed}, failures, shard_rows)
     if todo:
+        tune_malloc()
         ensure_writable(cache_root)  # fail before computing anything, not when the first shard is written
         log.info("extracting %d of %d images (%s); the rest come from %s", len(todo), len(unique),
                  ", ".join(f.name for f in needed), cache_root)

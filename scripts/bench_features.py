@@ -23,7 +23,6 @@ faults (``tune_malloc``).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import resource
 import sys
@@ -33,20 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from negate.extract import tune_malloc
+
 FAMILIES = ["spectral", "laplacian", "lbp", "wavelet", "resize_crop", "npr", "dct"]
-
-
-def tune_malloc() -> bool:
-    """Keep freed heap memory in the process (glibc): large tensors are then reused instead of being mapped
-    afresh, which on this machine makes the feature families up to ~2x faster. Inherited by forked workers."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, (1 << 31) - 1)
-    ok = ok and libc.mallopt(m_top_pad, 64 << 20)
-    return bool(ok)
 
 
 def select_images(data: Path, n: int) -> list[dict]:

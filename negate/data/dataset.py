@@ -24,6 +24,13 @@ class PatchConfig:
     selection: str = "grid"
     policy: str = "native"
 
+    def __post_init__(self) -> None:
+        # the DCT family needs whole 8x8 blocks, NPR even sides, the 4-level wavelet 16 pixels
+        if self.size < 16 or self.size % 8:
+            raise ValueError(f"patches.size must be a multiple of 8 and at least 16, got {self.size}")
+        if self.count < 1:
+            raise ValueError(f"patches.count must be at least 1, got {self.count}")
+
     def as_dict(self) -> dict:
         return {"size": self.size, "count": self.count, "selection": self.selection, "policy": self.policy}
 

@@ -115,10 +115,21 @@ def sort_runs(rows: list[dict], metric: str = "test.auroc", ascending: bool = Fa
     return sorted(rows, key=key)
 
 
+HEADLINE = ("test.auroc", "test.ap", "test.tpr_at_5fpr", "test.camera_fpr", "loso.overall.auroc", "loso.jpeg75.auroc",
+            "loso.overall.camera_fpr", "loso.auroc_by_format.JPEG", "loso.auroc_by_format.PNG")
+
+
+def common_overrides(rows: list[dict]) -> dict[str, str]:
+    """Overrides every run shares (shown once above the table instead of as columns)."""
+    keys = set.intersection(*(set(r["overrides"]) for r in rows)) if rows else set()
+    return {k: rows[0]["overrides"][k] for k in sorted(keys) if len({r["overrides"][k] for r in rows}) == 1}
+
+
 def table_columns(rows: list[dict], metric: str) -> tuple[list[str], list[str]]:
-    """Override keys that vary or appear at all, and metric keys (sort metric first, then test.*, then loso.*)."""
+    """Override keys that differ between runs, and metric keys (sort metric first, then test.*, then loso.*)."""
     metric = _resolve_metric(metric)
-    override_keys = sorted({k for r in rows for k in r["overrides"]})
+    common = common_overrides(rows) if len(rows) > 1 else {}
+    override_keys = sorted({k for r in rows for k in r["overrides"]} - set(common))
     metric_keys = sorted({k for r in rows for k in r["metrics"]}, key=lambda k: (k.split(".")[0] != "test", k))
     if metric in metric_keys:
         metric_keys.remove(metric)
@@ -141,10 +152,15 @@ def write_summary(rows: list[dict], out_dir: str | Path, metric: str = "test.aur
     out.mkdir(parents=True, exist_ok=True)
     flat, columns = flat_rows(rows, metric)
     n_failed = sum(r["status"] != "ok" for r in rows)
+    key = _resolve_metric(metric)
+    headline = [c for c in columns if c in ("run", "status", "error") or c == key or c in HEADLINE
+                or not any(c in r["metrics"] for r in rows)]  # overrides, the sort metric, the headline metrics
+    common = common_overrides(rows) if len(rows) > 1 else {}
     md = out / "summary.md"
     md.write_text(
-        f"# Sweep summary: {out}\n\n{len(rows)} runs, {n_failed} failed; sorted by {_resolve_metric(metric)}.\n\n"
-        + markdown_table(flat, columns)
+        f"# Sweep summary: {out}\n\n{len(rows)} runs, {n_failed} failed; sorted by {key}. Every metric is in "
+        f"summary.csv.\n\n" + (f"Common to all runs: `{' '.join(f'{k}={v}' for k, v in common.items())}`\n\n"
+                                 if common else "") + markdown_table(flat, headline)
     )
     path_csv = out / "summary.csv"
     with open(path_csv, "w", newline="") as fh:

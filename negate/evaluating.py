@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from negate.data.perturb import ROBUSTNESS_SUITE
 from negate.evaluation.report import write_report
 from negate.inference import load_checked_model
-from negate.pipeline import FeatureRunner, pipeline_from_cfg
+from negate.pipeline import FeatureRunner, pipeline_from_cfg, protocol_signature
 from negate.run_logger import create_run_logger
 from negate.tables import print_metrics_table
 from negate.training import camera_rows, load_feature_set, loso, robustness_sweep, write_skipped
@@ -49,7 +49,8 @@ def evaluate_cv(cfg: DictConfig, run_dir: Path) -> dict:
     runner = FeatureRunner(pipeline, cfg)
     fs = load_feature_set(cfg, runner)
     write_skipped(run_dir, fs.skipped)
-    return {"loso": loso(cfg, runner, fs, run_dir, cfg.cv.group_by)}
+    return {"loso": loso(cfg, runner, fs, run_dir, cfg.cv.group_by), "signature": protocol_signature(cfg),
+            "data": str(cfg.data.path)}
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict:

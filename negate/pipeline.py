@@ -51,9 +51,12 @@ def load_records(data_cfg) -> tuple[list[ImageRecord], dict[str, str]]:
 
 def pipeline_from_cfg(cfg: DictConfig) -> dict:
     """The resolved, plain-dict part of the config that defines features (saved with the model)."""
+    encoder = OmegaConf.to_container(cfg.encoder, resolve=True)
+    if isinstance(encoder.get("families"), dict):  # a family set to null is off: the same recipe as leaving it out
+        encoder["families"] = {k: v for k, v in encoder["families"].items() if v is not None}
     return {
         "feature": OmegaConf.to_container(cfg.feature, resolve=True) if cfg.get("feature") else {},
-        "encoder": OmegaConf.to_container(cfg.encoder, resolve=True),
+        "encoder": encoder,
         "ae": OmegaConf.to_container(cfg.ae, resolve=True),
         "patches": OmegaConf.to_container(cfg.patches, resolve=True),
         "reencode": reencode_view(cfg.data.get("reencode")),
@@ -79,6 +82,22 @@ def check_feature_spec(name: str, spec) -> None:
         raise ValueError(f"feature {name!r}: _target_ {target!r} is not a registered feature family")
     if any(_has_target(v) for k, v in spec.items() if k != "_target_"):
         raise ValueError(f"feature {name!r}: nested _target_ entries are not allowed")
+
+
+def protocol_signature(cfg: DictConfig) -> str:
+    """Hash of everything that defines a detector except its data: feature pipeline, augmentation, classifier and
+    threshold rule. Equal signatures mean the same recipe, so protocol results measured once can be quoted."""
+    from negate.cache import config_hash
+
+    pipeline = pipeline_from_cfg(cfg)
+    pipeline.pop("max_pixels", None)
+    recipe = {
+        "pipeline": pipeline,
+        "augment": OmegaConf.to_container(cfg.augment, resolve=True),
+        "classifier": {k: v for k, v in OmegaConf.to_container(cfg.classifier, resolve=True).items() if k != "n_jobs"},
+        "threshold": OmegaConf.to_container(cfg.threshold, resolve=True),
+    }
+    return config_hash(recipe)
 
 
 def reencode_view(value) -> str:

@@ -27,7 +27,7 @@ from negate.evaluation.cv import leave_one_group_out
 from negate.evaluation.metrics import binary_metrics
 from negate.evaluation.report import write_report
 from negate.model_folder import new_model_dir, save_model
-from negate.pipeline import FeatureRunner, load_records, pipeline_from_cfg
+from negate.pipeline import FeatureRunner, load_records, pipeline_from_cfg, protocol_signature
 from negate.run_logger import create_run_logger
 from negate.thresholds import choose_threshold, uncertain_band
 from negate.tables import print_metrics_table
@@ -219,6 +219,9 @@ def train(cfg: DictConfig) -> dict:
         "threshold_rule": f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split",
         "sections": {},
     }
+    measured = measured_protocol(cfg)
+    if measured:
+        card["sections"]["Selection protocol (measured for this recipe)"] = measured
     if "loso" in metrics:
         lo = metrics["loso"]
         card["sections"]["Leave-one-source-out protocol"] = (
@@ -238,6 +241,20 @@ def train(cfg: DictConfig) -> dict:
     metrics["model_dir"] = str(model_dir)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     return metrics
+
+
+def measured_protocol(cfg: DictConfig) -> str:
+    """The leave-one-source-out numbers recorded in ``negate/protocol_results.json`` for this exact recipe, if any."""
+    results_file = Path(__file__).resolve().parent / "protocol_results.json"
+    if not results_file.exists():
+        return ""
+    entry = json.loads(results_file.read_text()).get(protocol_signature(cfg))
+    if not entry:
+        return ""
+    return (f"{entry['protocol']} on {entry['data']}: pooled AUROC {entry['auroc']:.3f}, after JPEG q75 "
+            f"{entry['auroc_jpeg75']:.3f}, camera-photo FPR at fold thresholds {entry['camera_fpr']:.3f} "
+            f"(JPEG AUROC {entry['auroc_jpeg']:.3f}, PNG AUROC {entry['auroc_png']:.3f}); measured {entry['date']} with "
+            f"`{entry['command']}`")
 
 
 def _write_predictions(path: Path, records: list[ImageRecord], prob: np.ndarray) -> None:

@@ -81,3 +81,14 @@ def test_multi_feature_selection_and_override():
     cfg = compose_cfg("train", ["feature=[spectral,lbp,dct]", "patches.size=128"])
     assert list(cfg.feature) == ["spectral", "lbp", "dct"]
     assert cfg.patches.size == 128
+
+
+def test_null_family_is_off_and_signature_ignores_how_it_was_turned_off():
+    from negate.pipeline import build_families, protocol_signature
+
+    cfg = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]"])
+    assert [f.name for f in build_families(pipeline_from_cfg(cfg))] == ["embedding"]
+    removed = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", "~encoder.families.warpad"])
+    assert protocol_signature(cfg) == protocol_signature(removed)
+    other = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", "classifier=logreg"])
+    assert protocol_signature(other) != protocol_signature(cfg)

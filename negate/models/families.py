@@ -40,7 +40,8 @@ def build_deep_families(encoder_cfg: Mapping | Any = None, ae_cfg: Mapping | Any
     families: list[FeatureFamily] = []
     enc = _to_plain(encoder_cfg)
     if not _is_none(enc):
-        wanted = dict(enc.get("families") or {"embedding": {}})
+        # a family set to null is switched off (e.g. encoder.families.warpad=null)
+        wanted = {k: v for k, v in dict(enc.get("families") or {"embedding": {}}).items() if v is not None}
         unknown = set(wanted) - {"embedding", "warpad"}
         if unknown:
             raise ValueError(f"encoder families must be among ['embedding', 'warpad'], got {sorted(unknown)}")

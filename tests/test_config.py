@@ -83,12 +83,13 @@ def test_multi_feature_selection_and_override():
     assert cfg.patches.size == 128
 
 
-def test_null_family_is_off_and_signature_ignores_how_it_was_turned_off():
+def test_null_family_is_off_and_the_recipe_signature_follows_the_recipe():
     from negate.pipeline import build_families, protocol_signature
 
     cfg = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]"])
     assert [f.name for f in build_families(pipeline_from_cfg(cfg))] == ["embedding"]
-    removed = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", "~encoder.families.warpad"])
-    assert protocol_signature(cfg) == protocol_signature(removed)
-    other = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", "classifier=logreg"])
-    assert protocol_signature(other) != protocol_signature(cfg)
+    assert "warpad" not in pipeline_from_cfg(cfg)["encoder"]["families"]  # null = off = absent
+    assert protocol_signature(cfg) == protocol_signature(compose_cfg("evaluate", ["encoder=effnet_lite0", "feature=[]"]))
+    for change in ("classifier=logreg", "data.reencode=jpeg95", "encoder.families.warpad={alpha: 0.1}"):
+        other = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", change])
+        assert protocol_signature(other) != protocol_signature(cfg), change

@@ -146,11 +146,13 @@ def loso(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, run_dir: Path, 
         "camera_n": int((is_camera & (y == 0)).sum()),
     }
     robustness = {"jpeg75": (y, result["views"]["jpeg75"][scored])}
-    metrics = write_report(run_dir / "loso", y, p, float(np.median(t)), meta, f"Leave-one-{group_by}-out (pooled)",
+    metrics = write_report(run_dir / "loso", y, p, float(np.median(t)), meta,
+                           f"Leave-one-{group_by}-out (pooled; threshold = median of the fold thresholds)",
                            robustness=robustness, extra=extra_info, n_boot=cfg.eval.n_boot, seed=cfg.seed,
                            camera=is_camera)
-    overall = {**metrics["overall"], "fpr": extra_info["fpr_at_fold_thresholds"],
-               "tpr": extra_info["tpr_at_fold_thresholds"], "camera_fpr": extra_info["camera_fpr_at_fold_thresholds"]}
+    # the report scores every row at one threshold, the median of the fold thresholds (each chosen without the
+    # row's group); the rates at each row's own fold threshold are kept beside it
+    overall = {**metrics["overall"], "camera_fpr": metrics.get("camera_fpr", {}).get("fpr", float("nan"))}
     by_format = {r["format"]: r["auroc"] for r in metrics.get("per_format", [])}
     return {"overall": overall, "jpeg75": metrics["robustness"]["jpeg75"], "auroc_by_format": by_format,
             **{k: extra_info[k] for k in ("fpr_at_fold_thresholds", "tpr_at_fold_thresholds",

@@ -116,7 +116,8 @@ def sort_runs(rows: list[dict], metric: str = "test.auroc", ascending: bool = Fa
 
 
 HEADLINE = ("test.auroc", "test.ap", "test.tpr_at_5fpr", "test.camera_fpr", "loso.overall.auroc", "loso.jpeg75.auroc",
-            "loso.overall.camera_fpr", "loso.auroc_by_format.JPEG", "loso.auroc_by_format.PNG")
+            "loso.overall.camera_fpr", "loso.camera_fpr_at_fold_thresholds", "loso.auroc_by_format.JPEG",
+            "loso.auroc_by_format.PNG")
 
 
 def common_overrides(rows: list[dict]) -> dict[str, str]:
@@ -197,18 +198,26 @@ def print_summary(rows: list[dict], metric: str = "test.auroc", max_metrics: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", nargs="?", help="multirun sweep folder (default: newest under --root)")
+    parser.add_argument("sweep_dir", nargs="*", help="multirun sweep folder(s), pooled into one table "
+                        "(default: the newest under --root)")
     parser.add_argument("--root", default="outputs/multirun", help="where to look for the newest sweep")
     parser.add_argument("--metric", default="test.auroc", help="sort key, e.g. test.auroc, loso.auroc_mean, ap")
     parser.add_argument("--ascending", action="store_true", help="sort smallest first (e.g. for ece)")
     parser.add_argument("--out", help="folder for summary.md / summary.csv (default: the sweep folder)")
     args = parser.parse_args(argv)
     try:
-        sweep = Path(args.sweep_dir) if args.sweep_dir else find_latest_multirun(args.root)
+        sweeps = [Path(d) for d in args.sweep_dir] if args.sweep_dir else [find_latest_multirun(args.root)]
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 1
-    rows = collect_runs(sweep)
+    sweep = sweeps[0]
+    rows = []
+    for folder in sweeps:
+        runs = collect_runs(folder)
+        if len(sweeps) > 1:
+            for r in runs:
+                r["run"] = f"{folder.name}/{r['run']}"
+        rows += runs
     if not rows:
         print(f"no runs (*/.hydra/overrides.yaml) under {sweep}", file=sys.stderr)
         return 1

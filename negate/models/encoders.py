@@ -25,7 +25,7 @@ from torch import nn
 
 from negate.models.hub import ModelUnavailableError, fetch_file, fetch_snapshot
 
-POOLS = ("cls", "mean", "head")
+POOLS = ("cls", "mean", "head", "stages")
 BACKENDS = ("timm", "package", "hf_automodel")
 
 
@@ -311,7 +311,32 @@ def _build_package(spec: EncoderSpec, pretrained: bool) -> Encoder:
         model.reset_classifier(0, global_pool="avg")
     pre = _timm_preprocessing(model, spec)
     embed_dim = model.num_classes if spec.pool == "head" else model.num_features
+    if spec.pool == "stages":
+        model = StagePooled(model)
+        embed_dim = model.out_dim(pre["input_size"])
     return Encoder(model, spec=spec, embed_dim=embed_dim, weights=weights, **pre)
+
+
+class StagePooled(nn.Module):
+    """``pool: stages``: the final pooled embedding plus the spatial mean and standard deviation of every stage's
+    feature map (timm ``forward_intermediates``). Early stages keep texture statistics that the final, semantic
+    embedding has pooled away."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        final, stages = self.model.forward_intermediates(x)
+        parts = [self.model.forward_head(final, pre_logits=True)]
+        for fmap in stages:
+            flat = fmap.flatten(2).float()
+            parts += [flat.mean(-1), flat.std(-1, unbiased=False)]
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def out_dim(self, input_size) -> int:
+        return int(self.forward(torch.zeros(1, 3, *input_size[-2:])).shape[1])
 
 
 class _SummaryOf(nn.Module):

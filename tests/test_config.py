@@ -45,14 +45,16 @@ def test_every_group_option_composes(group, option):
         assert resolved[group] is not None
 
 
-def test_default_features_build_and_pipeline_is_plain_data():
+def test_default_recipe_builds_offline_and_pipeline_is_plain_data():
+    from negate.pipeline import build_families
+
     cfg = compose_cfg("train", [])
     pipeline = pipeline_from_cfg(cfg)
-    assert set(pipeline["feature"]) == set(cfg.feature)
+    assert pipeline["feature"] == {} and pipeline["reencode"] == "reencode:jpeg90"
     assert Path(cfg.data.path).name == "MANIFEST.tsv" and Path(cfg.data.path).exists()
-    for spec in pipeline["feature"].values():
-        family = instantiate(spec)
-        assert family.dim == len(family.feature_names()) > 0
+    (family,) = build_families(pipeline)  # the packaged EfficientNet-Lite0 weights: no hub access
+    assert family.name == "embedding" and family.dim == 2304
+    assert instantiate(cfg.classifier).kind == "logreg"
 
 
 @pytest.mark.parametrize("option", options("feature"))
@@ -90,6 +92,6 @@ def test_null_family_is_off_and_the_recipe_signature_follows_the_recipe():
     assert [f.name for f in build_families(pipeline_from_cfg(cfg))] == ["embedding"]
     assert "warpad" not in pipeline_from_cfg(cfg)["encoder"]["families"]  # null = off = absent
     assert protocol_signature(cfg) == protocol_signature(compose_cfg("evaluate", ["encoder=effnet_lite0", "feature=[]"]))
-    for change in ("classifier=logreg", "data.reencode=jpeg95", "encoder.families.warpad={alpha: 0.1}"):
+    for change in ("classifier=xgboost", "data.reencode=jpeg95", "encoder.families.warpad={alpha: 0.1}"):
         other = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", change])
         assert protocol_signature(other) != protocol_signature(cfg), change

@@ -233,3 +233,16 @@ def test_build_deep_families_from_the_yaml_shares_one_encoder():
     assert fams[1].config_for_cache()["alpha"] == 0.1
     assert fams[2].config_for_cache()["model"]["repo_id"] == "Tongyi-MAI/Z-Image"
     assert build_deep_families(OmegaConf.create({"name": "none"}), OmegaConf.create({"name": "none"})) == []
+
+
+def test_stage_pooling_adds_per_stage_statistics():
+    import torch
+
+    from negate.models.encoders import create_encoder
+
+    plain = create_encoder("effnet_lite0", pretrained=False)
+    staged = create_encoder("effnet_lite0", pretrained=False, pool="stages")
+    x = torch.rand(2, 3, 96, 96)
+    out = staged(x)
+    assert out.shape == (2, staged.embed_dim) and staged.embed_dim == plain.embed_dim + 2 * (16 + 24 + 40 + 112 + 320)
+    assert torch.isfinite(out).all()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = ["feature=[spectral]", "patches.count=1", "patches.size=128", "eval.n_boot=50"]
+FAST = ["feature=[spectral]", "encoder=none", "classifier=xgboost", "patches.count=1", "patches.size=128", "eval.n_boot=50"]
 
 
 def run(args: list[str], out: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -95,3 +95,15 @@ def test_hub_encoder_offline_fails_fast_with_how_to_get_it(tmp_path):
     assert proc.returncode == 2
     assert "hf download" in proc.stderr and "vit_base_patch16_dinov3" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_default_recipe_on_the_sample_is_the_readme_first_command(tmp_path):
+    out = tmp_path / "outputs"
+    proc = run(["train", "eval.n_boot=50"], out)
+    assert "negate train: test split" in proc.stdout
+    (model_dir,) = list((out / "models").iterdir())
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "logreg" in card and "reencode:jpeg90" in card
+    assert "Selection protocol (measured for this recipe)" in card  # the default recipe's recorded LOSO numbers
+    proc = run(["infer", str(Path(__file__).resolve().parent.parent / "negate" / "sample_data" / "kandinsky3_repo")], out)
+    assert "scored, 0 failed" in proc.stdout

@@ -24,7 +24,7 @@ from negate.model_folder import ModelFolderError
 from negate.paths import CONFIG_DIR, PACKAGE_DIR
 from negate.pipeline import FeatureRunner, load_records
 
-TINY = ["feature=[spectral]", "patches.count=1", "patches.size=128", "split.group_by=null", "eval.n_boot=20"]
+TINY = ["feature=[spectral]", "encoder=none", "classifier=xgboost", "patches.count=1", "patches.size=128", "split.group_by=null", "eval.n_boot=20"]
 CLASSIFIERS = {
     "xgboost": ["classifier=xgboost", "classifier.n_estimators=30", "classifier.pca_components=4"],
     "logreg": ["classifier=logreg"],

@@ -34,7 +34,7 @@ from hydra import compose, initialize_config_dir
 from negate.cache import FeatureStore
 from negate.paths import CONFIG_DIR
 
-TINY = ["feature=[spectral,laplacian]", "patches.count=2", "patches.size=96", "patches.selection=random",
+TINY = ["feature=[spectral,laplacian]", "encoder=none", "patches.count=2", "patches.size=96", "patches.selection=random",
         "split.group_by=source", "eval.n_boot=50"]
 XGB = ["classifier=xgboost", "classifier.n_estimators=40", "classifier.pca_components=6", "classifier.subsample=0.7"]
 LOGREG = ["classifier=logreg", "classifier.pca_components=5"]

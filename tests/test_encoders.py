@@ -34,7 +34,7 @@ TINY = {
     "mobileclip2": {"layers": (1, 1, 1, 1, 1), "embed_dims": (8, 8, 16, 32, 32), "num_classes": 12},
     "effnet_lite0": {},  # already small: the real architecture with random weights
 }
-TINY_DIM = {"dinov3": 32, "dinov3_sat": 32, "c_radio": 32, "mobileclip2": 12, "effnet_lite0": 1280}
+TINY_DIM = {"dinov3": 32, "dinov3_sat": 32, "c_radio": 32, "mobileclip2": 12, "effnet_lite0": 2304}
 
 
 @pytest.fixture
@@ -75,7 +75,12 @@ def test_yaml_documents_the_models_own_preprocessing_and_size(path):
     kwargs = {"num_classes": pcfg.num_classes} if cfg["pool"] == "head" else {"num_classes": 0}
     with torch.device("meta"):  # full-size architecture without allocating it
         model = timm.create_model(cfg["model"].split(".")[0], pretrained=False, **kwargs)
-    assert (model.num_classes if cfg["pool"] == "head" else model.num_features) == cfg["embed_dim"]
+    if cfg["pool"] == "stages":  # final features plus mean and std of every stage's channels
+        model.to_empty(device="cpu")
+        stages = model.forward_intermediates(torch.zeros(1, 3, 64, 64), intermediates_only=True)
+        assert model.num_features + 2 * sum(f.shape[1] for f in stages) == cfg["embed_dim"]
+    else:
+        assert (model.num_classes if cfg["pool"] == "head" else model.num_features) == cfg["embed_dim"]
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -136,7 +141,7 @@ def test_pretrained_effnet_lite0_classifies_skimage_photos():
 
 
 def test_effnet_lite0_embedding_is_the_pooled_1280d_feature():
-    enc = create_encoder("effnet_lite0")
+    enc = create_encoder("effnet_lite0", pool="mean")
     with torch.no_grad():
         z = enc(torch.rand(3, 3, 256, 256))
     assert z.shape == (3, 1280) and (z >= 0).all()  # ReLU6 features, globally averaged
@@ -213,6 +218,7 @@ def test_wrong_documented_value_is_caught():
 
 def test_build_deep_families_from_the_yaml_shares_one_encoder():
     enc_cfg = OmegaConf.load(CONFIGS / "encoder" / "effnet_lite0.yaml")
+    enc_cfg.families.warpad = {"alpha": 0.1, "levels": 2, "grid": 1, "precision": "fp32"}  # off in the yaml
     ae_cfg = OmegaConf.merge(
         OmegaConf.load(CONFIGS / "ae" / "zimage.yaml"),
         {"pretrained": False, "config": {"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4,
@@ -240,7 +246,7 @@ def test_stage_pooling_adds_per_stage_statistics():
 
     from negate.models.encoders import create_encoder
 
-    plain = create_encoder("effnet_lite0", pretrained=False)
+    plain = create_encoder("effnet_lite0", pretrained=False, pool="mean")
     staged = create_encoder("effnet_lite0", pretrained=False, pool="stages")
     x = torch.rand(2, 3, 96, 96)
     out = staged(x)

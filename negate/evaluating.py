@@ -8,10 +8,8 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from negate.data.perturb import ROBUSTNESS_SUITE
 from negate.evaluation.report import write_report
 from negate.inference import load_checked_model
 from negate.pipeline import FeatureRunner, pipeline_from_cfg, protocol_signature
@@ -71,5 +69,3 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     run_logger.finish()
     return metrics
 
-
-__all__ = ["evaluate", "ROBUSTNESS_SUITE"]

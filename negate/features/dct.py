@@ -91,7 +91,6 @@ class DCTFeatures(FeatureFamily):
         # Frequencies (0|4, 0|4) of integer blocks are exact multiples of 1/8, so they sit exactly on the bin edges
         # and digit boundaries (0.5, 1, 10): snap float32 round-off to a 1/1024 grid so they land deterministically.
         coef = torch.round(coef * SNAP).div_(SNAP)
-        n_blocks = coef.shape[1]
         mag = coef.abs()
         sel = self.zz_index[1 : self.n_freq + 1]
         centred = coef - coef.mean(1, keepdim=True)

@@ -24,6 +24,7 @@ from negate.cache import FailureStore, FeatureStore, config_hash, ensure_writabl
 from negate.data.dataset import ExtractionItem, PatchConfig
 from negate.data.datamodule import PatchDataModule
 from negate.features.base import FeatureFamily
+from negate.features.compiled import compile_families, should_compile
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,19 @@ def pool_patches(rows: torch.Tensor, stats: tuple[str, ...]) -> torch.Tensor:
 
 
 class FeatureExtractor(L.LightningModule):
-    def __init__(self, families: list[FeatureFamily]):
+    """``compile=True`` runs the compilable families through ``torch.compile`` (built at the first batch, in the
+    process that runs it, so the module still pickles for ``ddp_spawn``)."""
+
+    def __init__(self, families: list[FeatureFamily], compile: bool = False):
         super().__init__()
         self.families = nn.ModuleList(families)
+        self.compile = compile
+        self._runners: list | None = None
+
+    def runners(self) -> list:
+        if self._runners is None:
+            self._runners = compile_families(list(self.families)) if self.compile else list(self.families)
+        return self._runners
 
     def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         """``(B, P, 3, S, S)`` uint8 or [0, 1] float -> {family name: (B, D_pooled)}."""
@@ -68,7 +79,7 @@ class FeatureExtractor(L.LightningModule):
         flat = patches.flatten(0, 1)
         flat = flat.float().div_(255.0) if flat.dtype == torch.uint8 else flat.float()
         out = {}
-        for family in self.families:
+        for family in self.runners():
             rows = family(flat).float().reshape(b, p, -1)
             out[family.name] = torch.nan_to_num(pool_patches(rows, family.pool), nan=0.0, posinf=0.0, neginf=0.0)
         return out
@@ -135,11 +146,14 @@ def extract_features(
     num_workers: int = 0,
     max_pixels: int = 64_000_000,
     shard_rows: int = 256,
+    compile: bool | str = False,
+    compile_min_images: int = 500,
 ) -> FeatureTable:
     """Return the concatenated feature matrix of ``items`` (computing and caching only the missing rows).
 
     ``trainer_factory(callbacks) -> L.Trainer`` builds the trainer (from the ``trainer`` config group); by default a
-    single-process CPU trainer.
+    single-process CPU trainer. ``compile`` (true | false | "auto": when at least ``compile_min_images`` images are
+    missing) runs the handcrafted families through ``torch.compile``.
     """
     if not families:
         raise ValueError("no feature family selected: choose feature=..., encoder=... or ae=...")
@@ -166,7 +180,8 @@ def extract_features(
                  ", ".join(f.name for f in needed), cache_root)
         trainer = (trainer_factory or _default_trainer)([writer])
         datamodule = PatchDataModule(todo, patches, batch_size, num_workers, max_pixels)
-        trainer.predict(FeatureExtractor(needed), datamodule=datamodule, return_predictions=False)
+        compiled = should_compile(compile, len(todo), needed, compile_min_images)
+        trainer.predict(FeatureExtractor(needed, compiled), datamodule=datamodule, return_predictions=False)
         for store in stores.values():
             store.refresh()
         known_failed = failures.load()

@@ -164,6 +164,8 @@ class FeatureRunner:
             num_workers=cfg.extract.num_workers,
             max_pixels=pipeline["max_pixels"],
             shard_rows=cfg.extract.shard_rows,
+            compile=cfg.extract.get("compile", False),
+            compile_min_images=cfg.extract.get("compile_min_images", 500),
         )
         self._hashes: dict[str, str | None] = {}
         self.unreadable: dict[str, str] = {}

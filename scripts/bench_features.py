@@ -2,8 +2,9 @@
 
     python scripts/bench_features.py --data /work/shared/data/dev --n 200
 
-For each patch size (default 256, 512, 1024; one centre patch per image unless --count) and torch thread count it
-reports images/s for
+For each patch size (default 256, 512, 1024; one centre patch per image unless --count), torch thread count and
+mode (``--modes``: the eager modules and/or the families under ``torch.compile``, as ``extract.compile`` runs them;
+compile time is reported apart as the warm-up) it reports images/s for
 
 * JPEG decode alone (PIL, the project's ``decode_image``) and decode of every selected file;
 * each family and the full set on pre-decoded uint8 patches (decode excluded; the uint8 -> float conversion the
@@ -66,9 +67,9 @@ def best_of(repeat: int, fn) -> tuple[float, float]:
 class FeatureWorkerDataset(torch.utils.data.Dataset):
     """Decode, cut and featurise one batch of files per item, inside a DataLoader worker."""
 
-    def __init__(self, blobs, batch: int, size: int, count: int, selection: str, names: list[str]):
+    def __init__(self, blobs, batch: int, size: int, count: int, selection: str, names: list[str], compiled: bool):
         self.chunks = [blobs[i : i + batch] for i in range(0, len(blobs), batch)]
-        self.size, self.count, self.selection, self.names = size, count, selection, names
+        self.size, self.count, self.selection, self.names, self.compiled = size, count, selection, names, compiled
         self.families = None
 
     def __len__(self) -> int:
@@ -78,15 +79,28 @@ class FeatureWorkerDataset(torch.utils.data.Dataset):
         from negate.data.decode import decode_image
         from negate.data.patches import extract_patches
         from negate.features import create_feature
+        from negate.features.compiled import compile_families
 
         if self.families is None:
             torch.set_num_threads(1)
             self.families = [create_feature(n).eval() for n in self.names]
+            if self.compiled:
+                self.families = compile_families(self.families)
         imgs = [torch.from_numpy(np.asarray(decode_image(b), dtype=np.uint8).copy()).permute(2, 0, 1) for b in self.chunks[index]]
         x = torch.stack([extract_patches(i, self.size, self.count, self.selection) for i in imgs]).flatten(0, 1)
         x = x.float().div_(255.0)
         with torch.inference_mode():
             return sum(int(f(x).shape[1]) for f in self.families)
+
+
+def warm_up(families, x: torch.Tensor) -> float:
+    """Seconds to compile (or just run once) every family on ``x`` and on a one-image batch (the last batch)."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for fam in families:
+            fam(x)
+            fam(x[:1])
+    return time.perf_counter() - start
 
 
 def peak_rss_mib() -> tuple[float, float]:
@@ -108,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", nargs="+", default=FAMILIES)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-malloc-tune", action="store_true")
+    parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
+                        help="eager modules and/or torch.compile (negate.features.compiled), as extract.compile")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -117,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     from negate.data.decode import decode_image, read_file_bytes
     from negate.data.patches import extract_patches
     from negate.features import create_feature
+    from negate.features.compiled import compile_families
 
     rows = select_images(args.data, args.n)
     paths = [str(args.data / r["path"]) for r in rows]
     blobs = [read_file_bytes(p) for p in paths]
     is_jpeg = [r.get("format", "").upper() == "JPEG" for r in rows]
-    families = {name: create_feature(name).eval() for name in args.families}
     n = len(paths)
     print(f"# {n} images from {args.data}; patch count {args.count} ({args.selection}); batch {args.batch} images; "
           f"malloc tuned: {tuned}; torch {torch.__version__}; {torch.get_num_threads()} default threads", flush=True)
@@ -149,9 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         record("decode all formats", "-", threads, best_of(args.repeat, lambda: [to_array(b) for b in blobs]), n)
 
         decoded = [torch.from_numpy(to_array(b).copy()).permute(2, 0, 1) for b in blobs]
-        for size in args.sizes:
+        for size, mode in [(size, mode) for size in args.sizes for mode in args.modes]:
+            tag = "" if mode == "eager" else " compiled"
+            torch._dynamo.reset()  # fresh modules each round: do not let their compiled variants pile up
+            families = {name: create_feature(name).eval() for name in args.families}
+            if mode == "compiled":
+                families = dict(zip(families, compile_families(list(families.values()))))
             patches = torch.stack([extract_patches(img, size, args.count, args.selection) for img in decoded])
             batches = [patches[i : i + args.batch] for i in range(0, n, args.batch)]
+            with torch.inference_mode():  # as the timed runs, or the first of them recompiles
+                seconds = warm_up(families.values(), batches[0].flatten(0, 1).float().div_(255.0))
+            print(f"# {mode} {size}: warm-up (compile) {seconds:.1f} s", flush=True)
 
             def run(fams, batch_list):
                 for b in batch_list:
@@ -160,10 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                         fam(x)
 
             with torch.inference_mode():
-                run(families.values(), batches[:1])  # warm-up
                 for name, fam in families.items():
-                    record(f"{name} (pre-decoded)", size, threads, best_of(args.repeat, lambda: run([fam], batches)), n)
-                record("FULL SET (pre-decoded)", size, threads, best_of(args.repeat, lambda: run(families.values(), batches)), n)
+                    record(f"{name}{tag} (pre-decoded)", size, threads, best_of(args.repeat, lambda: run([fam], batches)), n)
+                record(f"FULL SET{tag} (pre-decoded)", size, threads, best_of(args.repeat, lambda: run(families.values(), batches)), n)
 
                 def decode_and_run():
                     for i in range(0, n, args.batch):
@@ -171,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                         batch = torch.stack([extract_patches(img, size, args.count, args.selection) for img in imgs])
                         run(families.values(), [batch])
 
-                record("FULL SET + decode, 1 process", size, threads, best_of(args.repeat, decode_and_run), n)
+                record(f"FULL SET{tag} + decode, 1 process", size, threads, best_of(args.repeat, decode_and_run), n)
 
                 if args.workers > 0:
                     items = [ExtractionItem(p, f"bench{i}|", "") for i, p in enumerate(paths)]
@@ -182,16 +205,23 @@ def main(argv: list[str] | None = None) -> int:
                         for batch in module.predict_dataloader():
                             run(families.values(), [batch["patches"]])
 
-                    record(f"FULL SET + decode, {args.workers} workers", size, threads, best_of(args.repeat, loader_run), n)
+                    record(f"FULL SET{tag} + decode, {args.workers} workers", size, threads, best_of(args.repeat, loader_run), n)
 
-                    inside = FeatureWorkerDataset(blobs, args.batch, size, args.count, args.selection, list(families))
+                    inside = FeatureWorkerDataset(blobs, args.batch, size, args.count, args.selection, list(families),
+                                                  mode == "compiled")
+
+                    loader = torch.utils.data.DataLoader(inside, batch_size=None, num_workers=args.workers,
+                                                         persistent_workers=True)
 
                     def features_in_workers():
-                        loader = torch.utils.data.DataLoader(inside, batch_size=None, num_workers=args.workers)
                         for _ in loader:
                             pass
 
-                    record(f"FULL SET inside {args.workers} workers", size, threads, best_of(args.repeat, features_in_workers), n)
+                    # the workers persist: the first pass compiles in each of them (untimed), the timed ones reuse it
+                    seconds = best_of(1, features_in_workers)[0]
+                    print(f"# {mode} {size}: first pass inside workers (their warm-up) {seconds:.1f} s", flush=True)
+                    record(f"FULL SET{tag} inside {args.workers} workers", size, threads, best_of(args.repeat, features_in_workers), n)
+                    del loader
             del patches, batches
     own, children = peak_rss_mib()
     print(f"# peak RSS: this process {own:.0f} MiB, loader children {children:.0f} MiB")

@@ -40,6 +40,7 @@ def ae_config(ae: str | Mapping | Any) -> dict:
 @register_feature("aerecon")
 class AEReconFamily(FeatureFamily):
     version = "1"
+    compilable = False
     pool = ("mean", "max")
 
     def __init__(

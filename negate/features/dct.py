@@ -15,6 +15,7 @@ import math
 import torch
 
 from negate.features.base import FeatureFamily, register_feature, to_grey
+from negate.features.stats import value_counts
 
 # |c| bin edges (in the units of JPEG's level-shifted 8-bit luma)
 DEFAULT_EDGES = (0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5)
@@ -42,12 +43,18 @@ def zigzag_order(n: int = 8) -> list[tuple[int, int]]:
 
 def block_dct8(img: torch.Tensor) -> torch.Tensor:
     """``(N, H, W)`` (H, W multiples of 8) -> ``(N, H/8, W/8, 8, 8)`` orthonormal DCT-II of each 8x8 block."""
+    return block_dct8_strided(img).permute(0, 1, 3, 2, 4)
+
+
+def block_dct8_strided(img: torch.Tensor) -> torch.Tensor:
+    """The block DCT as ``(N, H/8, 8 [u], W/8, 8 [v])``: ``D @ rows`` then ``cols @ D.T`` as two plain matmuls on
+    the image's own layout (no block transposes); statistics per frequency reduce over dims 1 and 3."""
     n, h, w = img.shape
     if h % 8 or w % 8:
         raise ValueError(f"block DCT needs sides that are multiples of 8, got {h}x{w}")
-    blocks = img.reshape(n, h // 8, 8, w // 8, 8).transpose(2, 3)
     d = dct_matrix(8, img.dtype, img.device)
-    return d @ blocks @ d.T
+    rows = torch.matmul(d, img.reshape(n * h // 8, 8, w))  # (N*H/8, 8 u, W)
+    return torch.matmul(rows.reshape(n * h // 8, 8, w // 8, 8), d.T).reshape(n, h // 8, 8, w // 8, 8)
 
 
 @register_feature("dct")
@@ -60,7 +67,7 @@ class DCTFeatures(FeatureFamily):
     are then at least 1/1024 below it, so ``floor(v / 10^k)`` is exact in float32.
     """
 
-    version = "2"
+    version = "3"  # 3: written for torch.compile (fused statistics); float round-off differs
     pool = ("mean",)
 
     def __init__(self, n_freq: int = 20, edges: tuple[float, ...] | list[float] = DEFAULT_EDGES) -> None:
@@ -87,31 +94,37 @@ class DCTFeatures(FeatureFamily):
         x = x.float()
         n = x.shape[0]
         luma = to_grey(x)[:, 0] * 255.0 - 128.0
-        coef = block_dct8(luma).reshape(n, -1, 64)  # (N, blocks, 64), natural (row-major) frequency order
+        coef = block_dct8_strided(luma)  # (N, H/8, 8 u, W/8, 8 v)
+        blocks = (1, 3)
+        n_blocks = coef.shape[1] * coef.shape[3]
         # Frequencies (0|4, 0|4) of integer blocks are exact multiples of 1/8, so they sit exactly on the bin edges
         # and digit boundaries (0.5, 1, 10): snap float32 round-off to a 1/1024 grid so they land deterministically.
-        coef = torch.round(coef * SNAP).div_(SNAP)
+        coef = torch.round(coef * SNAP) / SNAP
         mag = coef.abs()
         sel = self.zz_index[1 : self.n_freq + 1]
-        centred = coef - coef.mean(1, keepdim=True)
+
+        def per_frequency(v: torch.Tensor) -> torch.Tensor:  # (N, 8, 8) -> (N, 64) natural order
+            return v.reshape(n, 64)
+
+        mean = coef.mean(blocks, keepdim=True)
+        std = (coef - mean).square().mean(blocks).sqrt()
+        below = [per_frequency((mag < e).sum(blocks, dtype=torch.int32).float()) for e in self.edges]
         per_freq = torch.stack(
-            [mag.mean(1)[:, sel], centred.square_().mean(1).sqrt_()[:, sel], (mag < self.edges[0]).float().mean(1)[:, sel]],
-            dim=-1,
+            [per_frequency(mag.mean(blocks))[:, sel], per_frequency(std)[:, sel], below[0][:, sel] / n_blocks], dim=-1
         ).reshape(n, -1)
 
-        ac = mag[..., 1:].reshape(n, -1)
-        n_ac = ac.shape[1]
-        below = torch.stack([(ac < e).sum(-1) for e in self.edges], dim=-1).float() / n_ac
-        cum = torch.cat([torch.zeros_like(below[:, :1]), below, torch.ones_like(below[:, :1])], dim=-1)
+        n_ac = 63 * n_blocks
+        ac_below = torch.stack([b[:, 1:].sum(-1) for b in below], dim=-1) / n_ac
+        cum = torch.cat([torch.zeros_like(ac_below[:, :1]), ac_below, torch.ones_like(ac_below[:, :1])], dim=-1)
         hist = cum[:, 1:] - cum[:, :-1]
 
         # leading digit: |AC| <= 8 * 255 < 10^4; the scale 10^k is built from exact sums; v < 1 gives digit 0 (dropped)
-        scale = torch.ones_like(ac)
-        for bound in (10.0, 100.0, 1000.0):
-            scale.add_((ac >= bound).float(), alpha=bound - bound / 10)
-        digit = ac.div_(scale).floor_().to(torch.int64)
-        digit += torch.arange(n, device=x.device).view(-1, 1) * 10
-        digits = torch.bincount(digit.reshape(-1), minlength=10 * n).view(n, 10)[:, 1:].float()
+        scale = 1.0 + 9.0 * (mag >= 10.0).float() + 90.0 * (mag >= 100.0).float() + 900.0 * (mag >= 1000.0).float()
+        digit = torch.floor(mag / scale).to(torch.int64)
+        is_dc = torch.zeros(8, 1, 8, dtype=torch.bool, device=x.device)
+        is_dc[0, 0, 0] = True
+        digit = torch.where(is_dc, 0, digit)  # the DC coefficient is not counted
+        digits = value_counts(digit, 10, (1, 2, 3, 4))[:, 1:].float()
         total = digits.sum(-1, keepdim=True)
         share = digits / total.clamp_min(1.0)
         benford = BENFORD.to(x.device)

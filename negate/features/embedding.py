@@ -36,6 +36,8 @@ class EncoderFamily(FeatureFamily):
     leaves placement to the caller (the extraction engine's Lightning trainer).
     """
 
+    compilable = False  # a network with its own kernels; compiling it costs minutes for little on CPU
+
     def __init__(
         self,
         encoder: str | Mapping | Any = "effnet_lite0",

@@ -10,14 +10,15 @@ are identical. Histograms skip the ``ceil(R)``-pixel border, where the zero padd
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from negate.features.base import FeatureFamily, register_feature, to_grey
+from negate.features.base import FeatureFamily, pad_eager, register_feature, to_grey
 from negate.features.laplacian import laplacian_residual
+from negate.features.stats import value_counts
 
 DEFAULT_RADII = ((8, 1.0), (16, 2.0))
 
@@ -38,13 +39,6 @@ def _axis_weights(n: int, offset: float) -> tuple[int, int, np.ndarray]:
     return lo_shift, hi_shift, frac
 
 
-def _skimage_interpolate(tl, tr, bl, br, dr, dc):
-    """skimage's ``bilinear_interpolation``, operation for operation."""
-    top = (1.0 - dc) * tl + dc * tr
-    bottom = (1.0 - dc) * bl + dc * br
-    return (1.0 - dr) * top + dr * bottom
-
-
 def _codes_from_bits(bits, p: int) -> torch.Tensor:
     ones = changes = prev = None
     for bit in bits:
@@ -59,45 +53,109 @@ def _codes_from_bits(bits, p: int) -> torch.Tensor:
     return torch.maximum(ones, (changes > 2).to(torch.uint8).mul_(p + 1))
 
 
+@functools.lru_cache(maxsize=32)
+def _geometry(p: int, r: float, h: int, w: int, device: str) -> tuple:
+    """Per sample ``(r0, r1, c0, c1, weights)``; ``weights`` is ``None`` for a sample on the pixel grid, else
+    float64 ``(dr, 1 - dr)`` as ``(H, 1)`` and ``(dc, 1 - dc)`` as ``(1, W)`` tensors (skimage's per-index values)."""
+    rp, cp = _sample_offsets(p, r)
+    shared: dict[tuple, torch.Tensor] = {}
+
+    def as_tensor(v: np.ndarray, shape: tuple) -> torch.Tensor:
+        # equal weights share one tensor, so the compiled kernel computes a horizontal lerp shared by two samples
+        # (angles +-theta read the same row with the same column weights) once
+        key = (v.tobytes(), shape)
+        if key not in shared:
+            shared[key] = torch.from_numpy(v.copy()).to(device).view(shape)
+        return shared[key]
+
+    out = []
+    for i in range(p):
+        r0, r1, dr = _axis_weights(h, rp[i])
+        c0, c1, dc = _axis_weights(w, cp[i])
+        if not dr.any() and not dc.any():
+            out.append((r0, r1, c0, c1, None))
+            continue
+        rows = [as_tensor(v, (-1, 1)) for v in (dr, 1.0 - dr)]
+        cols = [as_tensor(v, (1, -1)) for v in (dc, 1.0 - dc)]
+        out.append((r0, r1, c0, c1, (*rows, *cols)))
+    return tuple(out)
+
+
+@torch.compiler.disable
+def _geometry_for(p: int, r: float, h: int, w: int, device: torch.device) -> tuple:
+    return _geometry(p, r, h, w, str(device))
+
+
+def zero_pad64(img: torch.Tensor, pad: int) -> torch.Tensor:
+    """``(N, H, W)`` -> float64 ``(N, H + 2 pad, W + 2 pad)``, zeros outside (skimage's ``cval=0``)."""
+    return pad_eager(img.double().unsqueeze(1), (pad, pad, pad, pad))[:, 0]
+
+
+def _exact_codes(padded: torch.Tensor, pad: int, p: int, r: float) -> torch.Tensor:
+    """Codes of the image inside ``padded`` (``zero_pad64`` with ``pad >= ceil(r) + 1``): float64 interpolation in
+    skimage's operation order, written as one elementwise expression per sample so that ``torch.compile`` fuses
+    all P samples into a single pass over the image (float64 lanes throughout: the bit counts are float64 too,
+    which vectorises better than mixing in integer lanes)."""
+    h, w = padded.shape[1] - 2 * pad, padded.shape[2] - 2 * pad
+    centre = padded[:, pad : pad + h, pad : pad + w]
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return padded[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+
+    ones = changes = prev = None
+    for r0, r1, c0, c1, weights in _geometry_for(p, r, h, w, padded.device):
+        if weights is None:
+            sample = at(r0, c0)
+        else:
+            dr, dr1, dc, dc1 = weights
+            top = dc1 * at(r0, c0) + dc * at(r0, c1)
+            bottom = dc1 * at(r1, c0) + dc * at(r1, c1)
+            sample = dr1 * top + dr * bottom
+        bit = (sample >= centre).double()
+        if ones is None:
+            ones, changes = bit, torch.zeros_like(bit)
+        else:
+            ones = ones + bit
+            changes = changes + (bit - prev).abs()
+        prev = bit
+    return torch.where(changes > 2, float(p + 1), ones).to(torch.uint8)
+
+
 def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
     """Uniform LBP codes ``(N, H, W)`` in ``0..P+1`` (uint8) of ``(N, H, W)`` images, as skimage's 'uniform'.
 
-    Float64 input is interpolated with skimage's exact operation order, so the codes are identical. On integer-valued
-    images samples often tie with the centre mathematically (weights 0.70711 and 0.29289 cancel) and skimage's
-    float64 rounding decides those bits. Float32 input is therefore interpolated fast (``torch.lerp``) and only the
-    pixels with a sample within float32 error of the centre are recomputed the float64 way; samples whose 2x2 cell is
-    constant are exact in any precision and never need it. Identical to skimage for integer-valued float32 images.
+    Float64 input, and any input under ``torch.compile``, is interpolated in float64 with skimage's exact operation
+    order (``_exact_codes``), so the codes are identical. On integer-valued images samples often tie with the centre
+    mathematically (weights 0.70711 and 0.29289 cancel) and skimage's float64 rounding decides those bits. Eager
+    float32 input is therefore interpolated fast (``torch.lerp``) and only the pixels with a sample within float32
+    error of the centre are recomputed the float64 way; samples whose 2x2 cell is constant are exact in any
+    precision and never need it. Identical to skimage for integer-valued float32 images.
     """
+    if img.dtype == torch.float64 or torch.compiler.is_compiling():
+        pad = int(math.ceil(r)) + 1
+        return _exact_codes(zero_pad64(img, pad), pad, p, r)
     n, h, w = img.shape
     pad = int(math.ceil(r)) + 1
-    padded = F.pad(img.unsqueeze(1), (pad, pad, pad, pad), value=0.0)[:, 0]
-    exact = img.dtype == torch.float64
-    rp, cp = _sample_offsets(p, r)
-    geometry = [(*_axis_weights(h, rp[i]), *_axis_weights(w, cp[i])) for i in range(p)]
+    padded = pad_eager(img.unsqueeze(1), (pad, pad, pad, pad))[:, 0]
+    geometry = _geometry_for(p, r, h, w, img.device)
 
     def at(src, dy: int, dx: int) -> torch.Tensor:
         return src[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
 
-    if not exact:
-        # huge where the 2x2 cell with top-left (y, x) of ``padded`` is constant (its interpolation is exact)
-        cell_hi = torch.maximum(torch.maximum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.maximum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
-        cell_lo = torch.minimum(torch.minimum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.minimum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
-        exact_cell = (cell_hi == cell_lo).to(img.dtype).mul_(1e30)
-        closest = torch.full_like(img, torch.inf)
+    # huge where the 2x2 cell with top-left (y, x) of ``padded`` is constant (its interpolation is exact)
+    cell_hi = torch.maximum(torch.maximum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.maximum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
+    cell_lo = torch.minimum(torch.minimum(padded[:, :-1, :-1], padded[:, :-1, 1:]), torch.minimum(padded[:, 1:, :-1], padded[:, 1:, 1:]))
+    exact_cell = (cell_hi == cell_lo).to(img.dtype).mul_(1e30)
+    closest = torch.full_like(img, torch.inf)
 
     def bits():
-        for r0, r1, dr, c0, c1, dc in geometry:
-            if not dr.any() and not dc.any():
+        for r0, r1, c0, c1, weights in geometry:
+            if weights is None:
                 yield at(padded, r0, c0) >= img
                 continue
             corners = (at(padded, r0, c0), at(padded, r0, c1), at(padded, r1, c0), at(padded, r1, c1))
-            if exact:
-                dr_t = torch.from_numpy(dr).to(device=img.device, dtype=img.dtype).view(1, h, 1)
-                dc_t = torch.from_numpy(dc).to(device=img.device, dtype=img.dtype).view(1, 1, w)
-                yield _skimage_interpolate(*corners, dr_t, dc_t) >= img
-                continue
             # one weight per axis (the per-pixel float64 weights differ by ~1e-16; the unsure check covers it)
-            wr, wc = float(dr[0]), float(dc[0])
+            wr, wc = float(weights[0][0, 0]), float(weights[2][0, 0])
             diff = torch.lerp(torch.lerp(corners[0], corners[1], wc), torch.lerp(corners[2], corners[3], wc), wr)
             diff -= img
             yield diff >= 0
@@ -106,8 +164,6 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
             torch.minimum(closest, diff, out=closest)
 
     codes = _codes_from_bits(bits(), p)
-    if exact:
-        return codes
     # float32 error of three lerps and a subtraction stays below 1e-6 of the largest magnitude involved
     unsure = closest <= 2e-6 * (1.0 + float(img.abs().max()))
     if bool(unsure.any()):
@@ -123,10 +179,14 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
         centre64 = window[:, k, k]
 
         def exact_bits():
-            for r0, r1, dr, c0, c1, dc in geometry:
+            for r0, r1, c0, c1, weights in geometry:
                 g = [window[:, k + a, k + b] for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
-                dr_t, dc_t = torch.from_numpy(dr).to(img.device)[yy], torch.from_numpy(dc).to(img.device)[xx]
-                yield _skimage_interpolate(*g, dr_t, dc_t) >= centre64
+                if weights is None:
+                    yield g[0] >= centre64
+                    continue
+                dr, dr1, dc, dc1 = weights
+                dr, dr1, dc, dc1 = dr[yy, 0], dr1[yy, 0], dc[0, xx], dc1[0, xx]
+                yield dr1 * (dc1 * g[0] + dc * g[1]) + dr * (dc1 * g[2] + dc * g[3]) >= centre64
 
         codes[nb, yy, xx] = _codes_from_bits(exact_bits(), p)
     return codes
@@ -134,19 +194,16 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
 
 def code_histogram(codes: torch.Tensor, n_codes: int, border: int) -> torch.Tensor:
     """Share of each code ``0..n_codes-1`` per image, over the interior (``border`` pixels dropped on each side)."""
-    n = codes.shape[0]
     if border > 0 and min(codes.shape[-2:]) > 2 * border:
         codes = codes[:, border:-border, border:-border]
-    flat = codes.reshape(n, -1).long() + torch.arange(n, device=codes.device).view(-1, 1) * n_codes
-    counts = torch.bincount(flat.reshape(-1), minlength=n * n_codes).view(n, n_codes).float()
-    return counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+    return value_counts(codes, n_codes, (-2, -1)).float() / max(codes.shape[-2] * codes.shape[-1], 1)
 
 
 @register_feature("lbp")
 class LBPFeatures(FeatureFamily):
     """Uniform-LBP code shares for each (P, R) on the 8-bit grey image and on its Laplacian residual."""
 
-    version = "1"
+    version = "2"  # 2: written for torch.compile (fused statistics); float round-off differs
     pool = ("mean",)
 
     def __init__(self, radii: tuple | list = DEFAULT_RADII) -> None:
@@ -172,9 +229,13 @@ class LBPFeatures(FeatureFamily):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         grey = torch.round(to_grey(x) * 255.0)
-        out = [
-            code_histogram(lbp_codes(src, p, r), p + 2, int(math.ceil(r)))
-            for src in (grey[:, 0], laplacian_residual(grey)[:, 0])
-            for p, r in self.radii
-        ]
+        out = []
+        for src in (grey[:, 0], laplacian_residual(grey)[:, 0]):
+            if torch.compiler.is_compiling():  # one float64 padding shared by every radius
+                pad = max(int(math.ceil(r)) + 1 for _, r in self.radii)
+                padded = zero_pad64(src, pad)
+                codes = [_exact_codes(padded, pad, p, r) for p, r in self.radii]
+            else:
+                codes = [lbp_codes(src, p, r) for p, r in self.radii]
+            out += [code_histogram(c, p + 2, int(math.ceil(r))) for c, (p, r) in zip(codes, self.radii)]
         return torch.cat(out, dim=1)

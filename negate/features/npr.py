@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from negate.features.base import FeatureFamily, register_feature, to_grey
-from negate.features.laplacian import channel_correlations, moments
+from negate.features.base import FeatureFamily, pad_eager, polyphase2, register_feature, to_grey
+from negate.features.stats import channel_correlations, moments
 
 CHANNELS = ("r", "g", "b")
 NEAREST_PHASES = ("01", "10", "11")
@@ -33,18 +33,17 @@ def npr_residual(x: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
 
 def half_mean(x: torch.Tensor) -> torch.Tensor:
     """2x2 block mean (``F.avg_pool2d(x, 2)``, without its slow CPU kernel)."""
-    out = x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
-    out += x[..., 1::2, 0::2]
-    out += x[..., 1::2, 1::2]
-    return out.mul_(0.25)
+    return polyphase2(x).mean((-4, -3))
 
 
-def nearest_phase_residuals(x: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W)`` -> ``(N, C, 3, H/2 * W/2)``: the nearest-neighbour NPR residual at phases 01, 10, 11 (it is
-    identically zero at phase 00): the in-block differences to the block's top-left pixel."""
-    n, c = x.shape[:2]
-    base = x[..., 0::2, 0::2]
-    return torch.stack([x[..., i::2, j::2] - base for i, j in ((0, 1), (1, 0), (1, 1))], dim=2).reshape(n, c, 3, -1)
+def bilinear_up2_phases(s: torch.Tensor) -> list[torch.Tensor]:
+    """The four phases ``up[..., a::2, b::2]`` (order 00, 01, 10, 11) of the 2x bilinear up-sampling of ``s``
+    (``F.interpolate(s, scale_factor=2, mode='bilinear', align_corners=False)``): output row ``2i`` is
+    ``0.75 s[i] + 0.25 s[i-1]``, row ``2i+1`` is ``0.75 s[i] + 0.25 s[i+1]`` (edge rows repeated), likewise for
+    columns. Elementwise on shifted views, so it fuses when compiled, and nothing is interleaved."""
+    p = pad_eager(s, (1, 1, 1, 1), "replicate")
+    rows = [0.75 * p[..., 1:-1, :] + 0.25 * p[..., :-2, :], 0.75 * p[..., 1:-1, :] + 0.25 * p[..., 2:, :]]
+    return [0.75 * r[..., 1:-1] + 0.25 * (r[..., :-2] if b == 0 else r[..., 2:]) for r in rows for b in (0, 1)]
 
 
 @register_feature("npr")
@@ -52,7 +51,7 @@ class NPRFeatures(FeatureFamily):
     """Nearest: per channel, mean|r| at each non-trivial phase, std and kurtosis; bilinear: per channel moments,
     grey per-phase mean|r|; cross-channel correlation of both residuals. Residuals in 8-bit grey levels."""
 
-    version = "1"
+    version = "2"  # 2: written for torch.compile (fused statistics); float round-off differs
     pool = ("mean", "max")
 
     def __init__(self) -> None:
@@ -70,21 +69,25 @@ class NPRFeatures(FeatureFamily):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float() * 255.0
-        n, c, h, w = x.shape
+        h, w = x.shape[-2:]
         if h % 2 or w % 2:
             raise ValueError(f"NPR needs even patch sides, got {h}x{w}")
-        near = nearest_phase_residuals(x)
-        near_m = moments(near.reshape(n, c, -1))
-        bil = npr_residual(x, "bilinear")
-        bil_flat = bil.reshape(n, c, -1)
-        bil_m = moments(bil_flat)
-        grey_bil = to_grey(bil)
+        # residuals split by phase (N, C, phase, H/2, W/2): nearest is zero at phase 00, so it keeps 01, 10, 11
+        ph = polyphase2(x).flatten(2, 3)  # (N, C, 4, H/2, W/2), phases 00, 01, 10, 11
+        base = ph[:, :, 0:1]
+        near = ph[:, :, 1:] - base
+        half = ph.mean(2)  # the 2x2 block mean
+        up = torch.stack(bilinear_up2_phases(half), dim=2)
+        bil = ph - up
+        every = (2, 3, 4)
+        near_m, bil_m = moments(near, every), moments(bil, every)
+        grey_bil = to_grey(bil)[:, 0]  # (N, 4 phases, H/2, W/2)
         out = [
-            near.abs().mean(-1).reshape(n, -1),
-            torch.stack([near_m["std"], near_m["kurt"]], dim=-1).reshape(n, -1),
-            torch.stack([bil_flat.abs().mean(-1), bil_m["std"], bil_m["skew"], bil_m["kurt"]], dim=-1).reshape(n, -1),
-            torch.stack([grey_bil[..., i::2, j::2].abs().mean(dim=(-3, -2, -1)) for i in (0, 1) for j in (0, 1)], dim=-1),
-            channel_correlations(near_m["centred"]),
-            channel_correlations(bil_m["centred"]),
+            near.abs().mean((3, 4)).flatten(1),
+            torch.stack([near_m["std"], near_m["kurt"]], dim=-1).flatten(1),
+            torch.stack([bil.abs().mean(every), bil_m["std"], bil_m["skew"], bil_m["kurt"]], dim=-1).flatten(1),
+            grey_bil.abs().mean((-2, -1)),
+            channel_correlations(near_m["centred"], every),
+            channel_correlations(bil_m["centred"], every),
         ]
         return torch.nan_to_num(torch.cat(out, dim=1), nan=0.0, posinf=0.0, neginf=0.0)

@@ -15,10 +15,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from negate.features.base import FeatureFamily, register_feature, to_grey
-from negate.features.laplacian import laplacian_residual, median_residual, moments
-from negate.features.npr import npr_residual
-from negate.features.spectral import LOG_EPS, hf_energy_ratio, radial_profile, windowed_rfft2
+from negate.features.base import FeatureFamily, polyphase2, register_feature, to_grey
+from negate.features.laplacian import laplacian_residual, median_residual
+from negate.features.stats import moments
+from negate.features.spectral import LOG_EPS, hf_energy_ratio, magnitude, radial_profile, windowed_rfft2
 
 SUMMARIES = ("lap_mean_abs", "lap_kurt", "med_mean_abs", "hf_ratio", "spec_slope", "npr_mean_abs")
 
@@ -56,28 +56,27 @@ def crop_boxes(h: int, w: int, k: int, scale: tuple[float, float], ratio: tuple[
 def trace_summaries(grey: torch.Tensor, n_bins: int = 16) -> torch.Tensor:
     """``(N, 1, S, S)`` grey in [0, 1] -> ``(N, 6)`` summaries named in ``SUMMARIES`` (residuals in grey levels)."""
     g = grey * 255.0
-    n, _, _, w = g.shape
-    lap = laplacian_residual(g).reshape(n, -1)
-    lap_m = moments(lap)
-    med = median_residual(g).reshape(n, -1)
-    spec = windowed_rfft2(g[:, 0])
-    mag = spec.abs()
+    w = g.shape[-1]
+    spatial = (-3, -2, -1)
+    lap = laplacian_residual(g)
+    lap_m = moments(lap, spatial)
+    med = median_residual(g)
+    mag = magnitude(windowed_rfft2(g[:, 0]))
     profile = radial_profile(torch.log(mag + LOG_EPS), n_bins, w)
     # slope of the log-spectrum over the upper half of frequencies, per unit of normalised radius
     half = n_bins // 2
     slope = (profile[:, -1] - profile[:, half]) / ((n_bins - 1 - half) / n_bins)
-    npr = npr_residual(g, "nearest").reshape(n, -1)
-    return torch.stack(
-        [lap.abs().mean(-1), lap_m["kurt"], med.abs().mean(-1), hf_energy_ratio(mag, w), slope, npr.abs().mean(-1) * 4 / 3],
-        dim=1,
-    )
+    # mean |x - nearest up2(down2(x))| over the three phases where it is not identically zero
+    ph = polyphase2(g).flatten(-4, -3)  # (N, 1, 4, S/2, S/2)
+    npr = (ph[:, :, 1:] - ph[:, :, 0:1]).abs().mean((-4, -3, -2, -1))
+    return torch.stack([lap.abs().mean(spatial), lap_m["kurt"], med.abs().mean(spatial), hf_energy_ratio(mag, w), slope, npr], dim=1)
 
 
 @register_feature("resize_crop")
 class ResizeCropConsistency(FeatureFamily):
     """Per trace summary: std and range across K crops, and slope against log2(zoom)."""
 
-    version = "2"
+    version = "3"  # 3: written for torch.compile (fused statistics); float round-off differs
     pool = ("mean",)
 
     def __init__(

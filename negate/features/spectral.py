@@ -12,10 +12,13 @@ cross the half-plane edge are completed by the mirror symmetry (``pad_half_spect
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from negate.features.base import FeatureFamily, register_feature, to_grey
-from negate.features.laplacian import median_residual, moments
+from negate.features.laplacian import median_residual
+from negate.features.stats import moments
 
 # ~1/4 of the 8-bit quantisation noise floor of a windowed orthonormal spectrum (~4e-4): keeps the floor visible
 # while float32 FFT round-off (~1e-7 of the spectrum's rms) stays negligible in the log
@@ -38,8 +41,14 @@ def windowed_rfft2(grey: torch.Tensor) -> torch.Tensor:
     return torch.fft.rfft2(centred * hann2d(h, w, grey.device, grey.dtype), norm="ortho")
 
 
+def magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """``|spec|`` from the real and imaginary parts (inductor has no complex kernels: ``spec.abs()`` would be a
+    separate unfused pass, this fuses into whatever reads the magnitude)."""
+    return torch.view_as_real(spec).square().sum(-1).sqrt()
+
+
 def log_magnitude(spec: torch.Tensor) -> torch.Tensor:
-    return torch.log(spec.abs() + LOG_EPS)
+    return torch.log(magnitude(spec) + LOG_EPS)
 
 
 def half_plane_frequencies(h: int, w: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,31 +93,29 @@ def radial_profile(values: torch.Tensor, n_bins: int, full_width: int) -> torch.
     return (sums / counts.clamp_min(1.0))[:, :n_bins]
 
 
+@torch.compiler.disable  # eager, as ``pad_eager``: fused into its readers, the gathers would stop vectorisation
 def pad_half_spectrum(m: torch.Tensor, p: int) -> torch.Tensor:
     """Pad an ``rfft2``-layout map ``(N, H, W//2+1)`` (even W) by ``p`` on every side, exactly as the full periodic
     plane continues: rows wrap around, and the columns beyond ``kx = 0`` and ``kx = W/2`` are the mirror
     ``(ky, kx) -> (-ky, -kx)`` of the columns inside."""
-    h = m.shape[-2]
-    last = m.shape[-1] - 1  # index of kx = W/2
+    h, w2 = m.shape[-2:]
+    last = w2 - 1  # index of kx = W/2
     neg_rows = (-torch.arange(h, device=m.device)) % h
-    mirrored = m[..., neg_rows, :]
-    left = mirrored[..., 1 : p + 1].flip(-1)
-    right = mirrored[..., last - p : last].flip(-1)
-    m = torch.cat([left, m, right], dim=-1)
-    return torch.cat([m[..., h - p :, :], m, m[..., :p, :]], dim=-2)
+    out = m.new_empty(*m.shape[:-2], h + 2 * p, w2 + 2 * p)
+    out[..., p : p + h, :p] = m[..., 1 : p + 1].flip(-1)[..., neg_rows, :]
+    out[..., p : p + h, p : p + w2] = m
+    out[..., p : p + h, p + w2 :] = m[..., last - p : last].flip(-1)[..., neg_rows, :]
+    out[..., :p, :] = out[..., h : h + p, :]  # rows wrap: above row 0 come the last rows
+    out[..., p + h :, :] = out[..., p : 2 * p, :]
+    return out
 
 
 def local_mean(m: torch.Tensor, k: int) -> torch.Tensor:
     """``k x k`` (odd) mean of an ``rfft2``-layout map ``(N, H, W//2+1)`` on the periodic full plane."""
     h, w2 = m.shape[-2:]
     padded = pad_half_spectrum(m, k // 2)
-    rows = padded[..., 0:h, :].clone()
-    for i in range(1, k):
-        rows += padded[..., i : i + h, :]
-    out = rows[..., 0:w2].clone()
-    for i in range(1, k):
-        out += rows[..., i : i + w2]
-    return out.div_(k * k)
+    rows = sum(padded[..., i : i + h, :] for i in range(k))
+    return sum(rows[..., i : i + w2] for i in range(k)) / (k * k)
 
 
 def spectral_residual(logmag: torch.Tensor) -> torch.Tensor:
@@ -120,15 +127,33 @@ def peak_contrast(logmag: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Log-magnitude at the up-sampling frequencies ``(0, W/f)``, ``(H/f, 0)``, ``(H/f, W/f)`` for f in 2, 4, 8,
     minus the mean of the ring between the 3x3 and 7x7 neighbourhoods (the Hann main lobe spans +-1 bin).
     ``(N, 9)`` ordered factor-major, then h / v / d."""
-    padded = pad_half_spectrum(logmag, 3)  # only 9 small windows are read
-    cols = []
+    win = logmag.reshape(logmag.shape[0], -1)[:, _peak_windows(h, w, logmag.device)]  # (N, 9, 7, 7)
+    ring = (win.sum(dim=(-2, -1)) - win[..., 2:5, 2:5].sum(dim=(-2, -1))) / 40.0
+    return win[..., 3, 3] - ring
+
+
+@torch.compiler.disable
+def _peak_windows(h: int, w: int, device) -> torch.Tensor:
+    return _peak_window_index(h, w, str(device))
+
+
+@functools.lru_cache(maxsize=16)
+def _peak_window_index(h: int, w: int, device: str) -> torch.Tensor:
+    """Flat ``rfft2``-layout indices ``(9, 7, 7)`` of the 7x7 full-plane neighbourhood of each up-sampling frequency
+    (the same continuation as ``pad_half_spectrum``: wrap rows, mirror ``(ky, kx) -> (-ky, -kx)`` beyond the half
+    plane)."""
+    w2 = w // 2 + 1
+    index = []
     for f in PEAK_FACTORS:
         fy, fx = h // f, w // f
         for y, x in ((0, fx), (fy, 0), (fy, fx)):
-            win = padded[:, y : y + 7, x : x + 7]
-            ring = (win.sum(dim=(-2, -1)) - win[:, 2:5, 2:5].sum(dim=(-2, -1))) / 40.0
-            cols.append(win[:, 3, 3] - ring)
-    return torch.stack(cols, dim=1)
+            for dy in range(-3, 4):
+                for dx in range(-3, 4):
+                    ky, kx = (y + dy) % h, (x + dx) % w
+                    if kx > w // 2:
+                        ky, kx = (-ky) % h, w - kx
+                    index.append(ky * w2 + kx)
+    return torch.tensor(index, device=device).view(9, 7, 7)
 
 
 def hf_energy_ratio(mag: torch.Tensor, full_width: int, cutoff: float = 0.5) -> torch.Tensor:
@@ -146,7 +171,7 @@ def hf_energy_ratio(mag: torch.Tensor, full_width: int, cutoff: float = 0.5) -> 
 class SpectralFeatures(FeatureFamily):
     """Radial log-spectrum profile, HF energy ratio, spectral-residual stats and up-sampling peaks (grey + residual)."""
 
-    version = "2"
+    version = "3"  # 3: written for torch.compile (fused statistics); float round-off differs
     pool = ("mean", "max")
 
     def __init__(self, n_bins: int = 32, hf_cutoff: float = 0.5) -> None:
@@ -174,15 +199,14 @@ class SpectralFeatures(FeatureFamily):
         grey = to_grey(x)
         out = []
         for img in (grey, median_residual(grey)):
-            spec = windowed_rfft2(img[:, 0])
-            mag = spec.abs()
+            mag = magnitude(windowed_rfft2(img[:, 0]))
             logmag = torch.log(mag + LOG_EPS)
-            sr = spectral_residual(logmag).reshape(n, -1)
-            m = moments(sr)
+            sr = spectral_residual(logmag)
+            m = moments(sr, (-2, -1))
             out += [
                 radial_profile(logmag, self.n_bins, w),
                 hf_energy_ratio(mag, w, self.hf_cutoff).unsqueeze(1),
-                torch.stack([m["std"], m["skew"], m["kurt"], sr.amax(-1)], dim=1),
+                torch.stack([m["std"], m["skew"], m["kurt"], sr.amax((-2, -1))], dim=1),
                 peak_contrast(logmag, h, w),
             ]
         return torch.nan_to_num(torch.cat(out, dim=1), nan=0.0, posinf=0.0, neginf=0.0)

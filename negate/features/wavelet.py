@@ -14,8 +14,8 @@ import math
 
 import torch
 
-from negate.features.base import FeatureFamily, register_feature, to_grey
-from negate.features.laplacian import moments
+from negate.features.base import FeatureFamily, polyphase2, register_feature, to_grey
+from negate.features.stats import moments
 
 SUBBANDS = ("h", "v", "d")
 
@@ -26,8 +26,8 @@ def haar_dwt2(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.
     if h % 2 or w % 2:  # pywt's default 'symmetric' mode repeats the last row / column for a length-2 filter
         x = torch.cat([x, x[..., -1:, :]], dim=-2) if h % 2 else x
         x = torch.cat([x, x[..., :, -1:]], dim=-1) if w % 2 else x
-    a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
-    c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    ph = polyphase2(x)
+    a, b, c, d = ph[..., 0, 0, :, :], ph[..., 0, 1, :, :], ph[..., 1, 0, :, :], ph[..., 1, 1, :, :]
     top, bottom = a + b, c + d
     left_minus_right_top, left_minus_right_bottom = a - b, c - d
     ca = (top + bottom) * 0.5
@@ -52,7 +52,7 @@ class WaveletFeatures(FeatureFamily):
     """Per level (1 = finest) and subband: mean|c|, std, kurtosis; per level: detail energy share; per subband:
     log decay of mean|c| between consecutive levels."""
 
-    version = "1"
+    version = "2"  # 2: written for torch.compile (fused statistics); float round-off differs
     pool = ("mean", "max")
 
     def __init__(self, levels: int = 4) -> None:
@@ -80,12 +80,12 @@ class WaveletFeatures(FeatureFamily):
         stats, ratios, mean_abs = [], [], []
         for _ in range(self.levels):
             approx, det = haar_dwt2(approx)
-            bands = torch.stack(det, dim=1).reshape(n, 3, -1)
-            m = moments(bands)
-            level_abs = bands.abs().mean(-1)
+            bands = torch.stack(det, dim=1)  # (N, 3, h, w)
+            m = moments(bands, (-2, -1))
+            level_abs = bands.abs().mean((-2, -1))
             mean_abs.append(level_abs)
             stats.append(torch.stack([level_abs, m["std"], m["kurt"]], dim=-1).reshape(n, -1))
-            detail_energy = bands.square().mean(-1).sum(-1)
+            detail_energy = bands.square().mean((-2, -1)).sum(-1)
             approx_energy = (approx - approx.mean(dim=(-2, -1), keepdim=True)).square().mean(dim=(-2, -1))
             ratios.append(detail_energy / (detail_energy + approx_energy).clamp_min(1e-8))
         out = []

@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                     inside = FeatureWorkerDataset(blobs, args.batch, size, args.count, args.selection, list(families),
                                                   mode == "compiled")
 
+                    # spawned, not forked: a child forked after the parent ran OpenMP threads can hang in compiled code
                     loader = torch.utils.data.DataLoader(inside, batch_size=None, num_workers=args.workers,
-                                                         persistent_workers=True)
+                                                         persistent_workers=True, multiprocessing_context="spawn")
 
                     def features_in_workers():
                         for _ in loader:

@@ -86,17 +86,19 @@ def _geometry_for(p: int, r: float, h: int, w: int, device: torch.device) -> tup
     return _geometry(p, r, h, w, str(device))
 
 
-def zero_pad64(img: torch.Tensor, pad: int) -> torch.Tensor:
-    """``(N, H, W)`` -> float64 ``(N, H + 2 pad, W + 2 pad)``, zeros outside (skimage's ``cval=0``)."""
-    return pad_eager(img.double().unsqueeze(1), (pad, pad, pad, pad))[:, 0]
+def zero_pad(img: torch.Tensor, pad: int) -> torch.Tensor:
+    """``(N, H, W)`` -> ``(N, H + 2 pad, W + 2 pad)``, zeros outside (skimage's ``cval=0``)."""
+    return pad_eager(img.unsqueeze(1), (pad, pad, pad, pad))[:, 0]
 
 
 def _exact_codes(padded: torch.Tensor, pad: int, p: int, r: float) -> torch.Tensor:
-    """Codes of the image inside ``padded`` (``zero_pad64`` with ``pad >= ceil(r) + 1``): float64 interpolation in
-    skimage's operation order, written as one elementwise expression per sample so that ``torch.compile`` fuses
-    all P samples into a single pass over the image (float64 lanes throughout: the bit counts are float64 too,
-    which vectorises better than mixing in integer lanes)."""
+    """Codes of the image inside ``padded`` (``zero_pad`` with ``pad >= ceil(r) + 1``; integer-valued float32 is
+    exact, so the float64 conversion happens in the loads): float64 interpolation in skimage's operation order,
+    written as one elementwise expression per sample so that ``torch.compile`` fuses all P samples into a single
+    pass over the image (float64 lanes throughout: the bit counts are float64 too, which vectorises better than
+    mixing in integer lanes)."""
     h, w = padded.shape[1] - 2 * pad, padded.shape[2] - 2 * pad
+    padded = padded.double()
     centre = padded[:, pad : pad + h, pad : pad + w]
 
     def at(dy: int, dx: int) -> torch.Tensor:
@@ -133,7 +135,7 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
     """
     if img.dtype == torch.float64 or torch.compiler.is_compiling():
         pad = int(math.ceil(r)) + 1
-        return _exact_codes(zero_pad64(img, pad), pad, p, r)
+        return _exact_codes(zero_pad(img, pad), pad, p, r)
     n, h, w = img.shape
     pad = int(math.ceil(r)) + 1
     padded = pad_eager(img.unsqueeze(1), (pad, pad, pad, pad))[:, 0]
@@ -233,7 +235,7 @@ class LBPFeatures(FeatureFamily):
         for src in (grey[:, 0], laplacian_residual(grey)[:, 0]):
             if torch.compiler.is_compiling():  # one float64 padding shared by every radius
                 pad = max(int(math.ceil(r)) + 1 for _, r in self.radii)
-                padded = zero_pad64(src, pad)
+                padded = zero_pad(src, pad)
                 codes = [_exact_codes(padded, pad, p, r) for p, r in self.radii]
             else:
                 codes = [lbp_codes(src, p, r) for p, r in self.radii]

@@ -147,7 +147,7 @@ def extract_features(
     max_pixels: int = 64_000_000,
     shard_rows: int = 256,
     compile: bool | str = False,
-    compile_min_images: int = 500,
+    compile_min_images: int = 2000,
 ) -> FeatureTable:
     """Return the concatenated feature matrix of ``items`` (computing and caching only the missing rows).
 

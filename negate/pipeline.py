@@ -165,7 +165,7 @@ class FeatureRunner:
             max_pixels=pipeline["max_pixels"],
             shard_rows=cfg.extract.shard_rows,
             compile=cfg.extract.get("compile", False),
-            compile_min_images=cfg.extract.get("compile_min_images", 500),
+            compile_min_images=cfg.extract.get("compile_min_images", 2000),
         )
         self._hashes: dict[str, str | None] = {}
         self.unreadable: dict[str, str] = {}

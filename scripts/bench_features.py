@@ -223,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"# {mode} {size}: first pass inside workers (their warm-up) {seconds:.1f} s", flush=True)
                     record(f"FULL SET{tag} inside {args.workers} workers", size, threads, best_of(args.repeat, features_in_workers), n)
                     del loader
-            del patches, batches
     own, children = peak_rss_mib()
     print(f"# peak RSS: this process {own:.0f} MiB, loader children {children:.0f} MiB")
     if args.json:

@@ -36,6 +36,21 @@ def test_compiled_family_equals_eager(patches, name):
         torch.testing.assert_close(fused, eager, rtol=2e-3, atol=2e-4)
 
 
+def test_smaller_batches_are_padded_not_recompiled(patches):
+    from torch._dynamo.utils import counters
+
+    family = create_feature("npr").eval()
+    runner = CompiledFamily(family)
+    with torch.inference_mode():  # as the extraction engine runs: tensors made here, not outside
+        batch = patches.clone()
+        runner(batch)
+        frames = counters["stats"]["unique_graphs"]
+        small = runner(batch[:1].clone())
+        assert counters["stats"]["unique_graphs"] == frames  # no new graph for the short batch
+        torch.testing.assert_close(small, family(patches[:1]), rtol=2e-3, atol=2e-4)
+    assert small.shape[0] == 1
+
+
 def test_compiler_failure_falls_back_to_eager(patches, monkeypatch, caplog):
     import torch._inductor.config as inductor_config
 

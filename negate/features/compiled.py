@@ -12,6 +12,7 @@ compiles only when there are enough images to pay for it (``extract.compile``).
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 
 import torch
@@ -24,7 +25,12 @@ log = logging.getLogger(__name__)
 class CompiledFamily:
     """Callable that runs ``family`` compiled; if compiling or running the compiled code fails (no C++ compiler, an
     unsupported op on some backend) it logs why once and runs the eager module from then on. An error that the eager
-    module raises too is the input's fault and propagates."""
+    module raises too is the input's fault and propagates.
+
+    A batch smaller than the first one (the last batch, or one that lost unreadable images) is zero-padded to the
+    first batch's size and the extra rows dropped: rows are independent, and another batch size would mean another
+    compilation (tens of seconds) for one batch.
+    """
 
     def __init__(self, family: FeatureFamily):
         self.family = family
@@ -32,16 +38,27 @@ class CompiledFamily:
         self.pool = family.pool
         self._compiled = torch.compile(family)
         self.fell_back: str | None = None
+        self.calls = 0
+        self.rows: int | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.fell_back is None:
             try:
+                start = time.perf_counter()
+                n = x.shape[0]
+                self.rows = self.rows or n
+                if n < self.rows:
+                    x = torch.cat([x, x.new_zeros(self.rows - n, *x.shape[1:])])
                 with warnings.catch_warnings():
                     # the FFT's complex output stays an eager op; inductor says so at every compile
                     warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
-                    return self._compiled(x)
+                    out = self._compiled(x)[:n]
+                if not self.calls:
+                    log.info("compiled feature family %r in %.1f s", self.name, time.perf_counter() - start)
+                self.calls += 1
+                return out
             except Exception as err:  # noqa: BLE001 - any compiler failure; the eager call below re-raises input errors
-                out = self.family(x)
+                out = self.family(x)[:n]
                 self.fell_back = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 log.warning("torch.compile failed for feature family %r (%s); using eager code", self.name, self.fell_back)
                 return out

@@ -59,18 +59,18 @@ def pool_patches(rows: torch.Tensor, stats: tuple[str, ...]) -> torch.Tensor:
 
 
 class FeatureExtractor(L.LightningModule):
-    """``compile=True`` runs the compilable families through ``torch.compile`` (built at the first batch, in the
+    """``compiled=True`` runs the compilable families through ``torch.compile`` (built at the first batch, in the
     process that runs it, so the module still pickles for ``ddp_spawn``)."""
 
-    def __init__(self, families: list[FeatureFamily], compile: bool = False):
+    def __init__(self, families: list[FeatureFamily], compiled: bool = False):
         super().__init__()
         self.families = nn.ModuleList(families)
-        self.compile = compile
+        self.compiled = compiled  # not ``compile``: that would hide nn.Module.compile
         self._runners: list | None = None
 
     def runners(self) -> list:
         if self._runners is None:
-            self._runners = compile_families(list(self.families)) if self.compile else list(self.families)
+            self._runners = compile_families(list(self.families)) if self.compiled else list(self.families)
         return self._runners
 
     def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:

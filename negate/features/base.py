@@ -12,6 +12,7 @@ cached features are never mixed with new ones.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, ClassVar, TypeVar
 
 import torch
@@ -110,3 +111,17 @@ def polyphase2(x: torch.Tensor) -> torch.Tensor:
     k = len(lead)
     split = x.reshape(*lead, h // 2, 2, w // 2, 2)  # (..., H/2, a, W/2, b)
     return split.permute(*range(k), k + 1, k + 3, k, k + 2).contiguous()
+
+
+def constant_tensors(build: Callable) -> Callable:
+    """Decorator for a builder of constant tensors (sampling weights, gather indices) whose last argument is the
+    device: results are memoised per argument tuple (the device as a string) and the call stays out of
+    ``torch.compile`` graphs, which neither trace numpy nor need to see how constants are made."""
+    cached = functools.lru_cache(maxsize=32)(build)
+
+    @torch.compiler.disable
+    @functools.wraps(build)
+    def get(*args):
+        return cached(*args[:-1], str(args[-1]))
+
+    return get

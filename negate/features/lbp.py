@@ -10,13 +10,12 @@ are identical. Histograms skip the ``ceil(R)``-pixel border, where the zero padd
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import torch
 
-from negate.features.base import FeatureFamily, pad_eager, register_feature, to_grey
+from negate.features.base import FeatureFamily, constant_tensors, pad_eager, register_feature, to_grey
 from negate.features.laplacian import laplacian_residual
 from negate.features.stats import value_counts
 
@@ -53,7 +52,7 @@ def _codes_from_bits(bits, p: int) -> torch.Tensor:
     return torch.maximum(ones, (changes > 2).to(torch.uint8).mul_(p + 1))
 
 
-@functools.lru_cache(maxsize=32)
+@constant_tensors
 def _geometry(p: int, r: float, h: int, w: int, device: str) -> tuple:
     """Per sample ``(r0, r1, c0, c1, weights)``; ``weights`` is ``None`` for a sample on the pixel grid, else
     float64 ``(dr, 1 - dr)`` as ``(H, 1)`` and ``(dc, 1 - dc)`` as ``(1, W)`` tensors (skimage's per-index values)."""
@@ -81,11 +80,6 @@ def _geometry(p: int, r: float, h: int, w: int, device: str) -> tuple:
     return tuple(out)
 
 
-@torch.compiler.disable
-def _geometry_for(p: int, r: float, h: int, w: int, device: torch.device) -> tuple:
-    return _geometry(p, r, h, w, str(device))
-
-
 def zero_pad(img: torch.Tensor, pad: int) -> torch.Tensor:
     """``(N, H, W)`` -> ``(N, H + 2 pad, W + 2 pad)``, zeros outside (skimage's ``cval=0``)."""
     return pad_eager(img.unsqueeze(1), (pad, pad, pad, pad))[:, 0]
@@ -105,7 +99,7 @@ def _exact_codes(padded: torch.Tensor, pad: int, p: int, r: float) -> torch.Tens
         return padded[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
 
     ones = changes = prev = None
-    for r0, r1, c0, c1, weights in _geometry_for(p, r, h, w, padded.device):
+    for r0, r1, c0, c1, weights in _geometry(p, r, h, w, padded.device):
         if weights is None:
             sample = at(r0, c0)
         else:
@@ -139,7 +133,7 @@ def lbp_codes(img: torch.Tensor, p: int, r: float) -> torch.Tensor:
     n, h, w = img.shape
     pad = int(math.ceil(r)) + 1
     padded = pad_eager(img.unsqueeze(1), (pad, pad, pad, pad))[:, 0]
-    geometry = _geometry_for(p, r, h, w, img.device)
+    geometry = _geometry(p, r, h, w, img.device)
 
     def at(src, dy: int, dx: int) -> torch.Tensor:
         return src[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]

@@ -12,11 +12,9 @@ cross the half-plane edge are completed by the mirror symmetry (``pad_half_spect
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
-from negate.features.base import FeatureFamily, register_feature, to_grey
+from negate.features.base import FeatureFamily, constant_tensors, register_feature, to_grey
 from negate.features.laplacian import median_residual
 from negate.features.stats import moments
 
@@ -132,13 +130,8 @@ def peak_contrast(logmag: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return win[..., 3, 3] - ring
 
 
-@torch.compiler.disable
-def _peak_windows(h: int, w: int, device) -> torch.Tensor:
-    return _peak_window_index(h, w, str(device))
-
-
-@functools.lru_cache(maxsize=16)
-def _peak_window_index(h: int, w: int, device: str) -> torch.Tensor:
+@constant_tensors
+def _peak_windows(h: int, w: int, device: str) -> torch.Tensor:
     """Flat ``rfft2``-layout indices ``(9, 7, 7)`` of the 7x7 full-plane neighbourhood of each up-sampling frequency
     (the same continuation as ``pad_half_spectrum``: wrap rows, mirror ``(ky, kx) -> (-ky, -kx)`` beyond the half
     plane)."""

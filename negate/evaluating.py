@@ -43,6 +43,11 @@ def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def evaluate_cv(cfg: DictConfig, run_dir: Path) -> dict:
+    if cfg.cv.group_by == "family":
+        from negate.evaluation.families import headline, run_family_protocol
+
+        results = run_family_protocol(cfg, run_dir)
+        return {"families": headline(results), "signature": protocol_signature(cfg), "data": str(cfg.data.path)}
     pipeline = pipeline_from_cfg(cfg)
     runner = FeatureRunner(pipeline, cfg)
     fs = load_feature_set(cfg, runner)
@@ -59,7 +64,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     print_metrics_table(metrics, title=title)
     if "robustness" in metrics:
         print("AUROC under perturbation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["robustness"].items()))
-    report = run_dir / ("report.md" if cfg.protocol == "holdout" else "loso/report.md")
+    report = run_dir / ("report.md" if cfg.protocol == "holdout" else
+                        "families/report.md" if cfg.cv.group_by == "family" else "loso/report.md")
     print(f"report: {report}")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     run_logger = create_run_logger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True))

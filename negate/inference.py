@@ -40,7 +40,7 @@ def load_checked_model(ckpt: str, models_dir: str, allow_remote_code: bool = Fal
             raise ModelFolderError(f"{folder}: its encoder runs remote code from the hub (trust_remote_code: true); "
                                    "pass allow_remote_code=true if you trust that repository")
         try:
-            families = build_families(pipeline)
+            families = build_families(pipeline, model_dir=str(folder))
         except (KeyError, TypeError, ValueError, HydraException) as err:
             raise ModelFolderError(f"{folder}: its pipeline cannot be built by this code ({type(err).__name__}: "
                                    f"{err})".splitlines()[0]) from None

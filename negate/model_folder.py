@@ -75,10 +75,17 @@ def save_model(
     uncertain: tuple[float, float],
     metrics: dict,
     card: dict,
+    artefacts: dict[str, Path] | None = None,
 ) -> Path:
-    """Write every artefact, then the checksums, then the card that lists them."""
+    """Write every artefact, then the checksums, then the card that lists them. ``artefacts`` maps a file name in
+    the folder to a file to copy there (e.g. fine-tuned network weights the pipeline loads from ``@model``)."""
+    import shutil
+
     folder = Path(folder)
     files = list(detector.save(folder))
+    for name, source in (artefacts or {}).items():
+        shutil.copyfile(source, folder / name)
+        files.append(name)
     model_info = {
         "schema_version": SCHEMA_VERSION,
         "negate_version": __version__,

@@ -107,7 +107,15 @@ def reencode_view(value) -> str:
     return text if ":" in text else f"reencode:{text}"
 
 
-def build_families(pipeline: dict) -> list[FeatureFamily]:
+MODEL_DIR_TOKEN = "@model"  # in a saved pipeline: "the model folder this pipeline.yaml lies in"
+
+
+def build_families(pipeline: dict, model_dir: str | None = None) -> list[FeatureFamily]:
+    """The pipeline's feature families; ``model_dir`` resolves ``@model`` paths (fine-tuned weights)."""
+    if pipeline["encoder"].get("weights_dir") == MODEL_DIR_TOKEN:
+        if model_dir is None:
+            raise ValueError("this pipeline loads weights from its model folder (@model); pass model_dir")
+        pipeline = {**pipeline, "encoder": {**pipeline["encoder"], "weights_dir": str(model_dir)}}
     for name, spec in pipeline["feature"].items():
         check_feature_spec(name, spec)
     families = [instantiate(spec) for _, spec in sorted(pipeline["feature"].items())]

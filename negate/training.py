@@ -174,18 +174,56 @@ def robustness_sweep(runner: FeatureRunner, detector, records: list[ImageRecord]
     return out
 
 
+def _finetune_first(cfg: DictConfig, run_dir: Path) -> tuple[dict, FeatureRunner, FeatureSet, dict, dict]:
+    """``finetune`` recipes: split the records, fine-tune on train (early stopping on val), then extract the fitted
+    network's features for every record. Returns (pipeline, runner, features, split over the feature rows,
+    model-folder artefacts)."""
+    from negate.finetune.fit import WEIGHTS_FILE
+    from negate.pipeline import MODEL_DIR_TOKEN
+    from negate.recipe import finetuned_pipeline
+
+    records, scan_skipped = load_records(cfg.data)
+    if any(r.label is None for r in records):
+        raise ValueError("training data needs a label for every image")
+    groups = [getattr(r, cfg.split.group_by) for r in records] if cfg.split.group_by else None
+    split = split_indices([r.label for r in records], groups, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
+    from negate.finetune.fit import fit_detector
+
+    weights = fit_detector([records[i] for i in split["train"]], [records[i] for i in split["val"]], cfg.finetune,
+                           run_dir / "finetune", cache_dir=cfg.paths.cache_dir,
+                           max_pixels=int(cfg.data.get("max_pixels", 64_000_000)), seed=int(cfg.seed))
+    pipeline = finetuned_pipeline(cfg, weights)
+    runner = FeatureRunner(pipeline, cfg)
+    kept, table = runner.features(records)
+    skipped = list(scan_skipped.items()) + runner.failures(records, table, kept)
+    if not kept:
+        raise RuntimeError(f"none of the {len(records)} images could be read; see the reasons above")
+    fs = FeatureSet([records[i] for i in kept], table.X, runner.names, skipped)
+    row_of = {r: j for j, r in enumerate(kept)}
+    rows = {k: np.array([row_of[i] for i in v if i in row_of], dtype=int) for k, v in split.items()}
+    pipeline["encoder"]["weights_dir"] = MODEL_DIR_TOKEN  # the saved model loads its weights from its own folder
+    return pipeline, runner, fs, rows, {WEIGHTS_FILE: weights}
+
+
 def train(cfg: DictConfig) -> dict:
+    from negate.recipe import finetune_enabled
+
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ensure_writable(cfg.paths.models_dir)  # fail now, not after extraction and fitting
     run_dir = run_dir_from_hydra(cfg)
-    pipeline = pipeline_from_cfg(cfg)
-    runner = FeatureRunner(pipeline, cfg)
+    artefacts: dict = {}
+    if finetune_enabled(cfg):
+        pipeline, runner, fs, split, artefacts = _finetune_first(cfg, run_dir)
+        y = fs.y
+    else:
+        pipeline = pipeline_from_cfg(cfg)
+        runner = FeatureRunner(pipeline, cfg)
+        fs = load_feature_set(cfg, runner)
+        y = fs.y
+        groups = [getattr(r, cfg.split.group_by) for r in fs.records] if cfg.split.group_by else None
+        split = split_indices(y, groups, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
     pipeline["family_versions"] = {f.name: str(f.version) for f in runner.families}
-    fs = load_feature_set(cfg, runner)
     write_skipped(run_dir, fs.skipped)
-    y = fs.y
-    groups = [getattr(r, cfg.split.group_by) for r in fs.records] if cfg.split.group_by else None
-    split = split_indices(y, groups, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
     tr, va, te = split["train"], split["val"], split["test"]
     log.info("split: %d train / %d val / %d test images", len(tr), len(va), len(te))
 
@@ -221,6 +259,8 @@ def train(cfg: DictConfig) -> dict:
         "threshold_rule": f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split",
         "sections": {},
     }
+    if artefacts:
+        card["sections"]["Fine-tuned detector"] = finetune_card(artefacts, [fs.records[i] for i in np.r_[tr, va]])
     measured = measured_protocol(cfg)
     if measured:
         card["sections"]["Selection protocol (measured for this recipe)"] = measured
@@ -230,7 +270,7 @@ def train(cfg: DictConfig) -> dict:
             f"pooled AUROC {lo['overall']['auroc']:.4f}; after JPEG q75 {lo['jpeg75']['auroc']:.4f}; "
             f"camera-photo FPR at fold thresholds {lo['camera_fpr_at_fold_thresholds']:.4f}"
         )
-    save_model(model_dir, detector, pipeline, fs.names, threshold, band, metrics, card)
+    save_model(model_dir, detector, pipeline, fs.names, threshold, band, metrics, card, artefacts=artefacts)
     _write_predictions(run_dir / "test_predictions.csv", [fs.records[i] for i in te], p_test)
 
     print_metrics_table(metrics, title=f"negate train: test split ({len(te)} images from unseen "
@@ -243,6 +283,22 @@ def train(cfg: DictConfig) -> dict:
     metrics["model_dir"] = str(model_dir)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     return metrics
+
+
+def finetune_card(artefacts: dict, trained_on: list[ImageRecord]) -> str:
+    """Model-card text of a fine-tuned network: how it was fitted and the licences of the images it learned from."""
+    from collections import Counter
+
+    from safetensors import safe_open
+
+    with safe_open(str(next(iter(artefacts.values()))), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    keys = ("arch", "patch", "train_images", "aligned_pairs", "val_images", "epochs", "best_val_auroc", "seconds")
+    lines = ["- " + ", ".join(f"{k}: {meta[k]}" for k in keys if k in meta)]
+    licences = Counter(r.extra.get("licence", "") or "not stated" for r in trained_on)
+    lines.append(f"- weights fitted on {len(trained_on)} images (train + validation split); their licences: "
+                 + "; ".join(f"{name} ({n})" for name, n in licences.most_common()))
+    return "\n".join(lines)
 
 
 def measured_protocol(cfg: DictConfig) -> str:

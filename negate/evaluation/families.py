@@ -1,0 +1,290 @@
+"""The content-controlled protocol: leave-one-family-out over the generator families of one era, with a
+content-only baseline on the same folds.
+
+Folds (:func:`family_folds`): the fakes of ``era`` (e.g. ``modern``) are grouped by ``family``; every family is
+held out once (``folds=null``) or the families are dealt into ``folds`` balanced groups. Reals are dealt by
+``source`` the same way (a source that also holds fakes of the era goes with its family), so each fold's test =
+the held-out families' fakes + reals from sources no training image came from. Everything else trains: older
+eras, other families, other sources. Inside the training part an inner grouped split (by source) gives the
+validation records for early stopping and the fold's threshold; the test images touch nothing but scoring.
+
+Per recipe, pooled over folds: AUROC, AP, TPR at 1 % / 5 % FPR, the same after JPEG q75 and 0.5x downscaling,
+detection per held-out family and camera-photo FPR at each fold's threshold, ``content=photo`` rows apart, and
+content-matched pairs: each test real beside its aligned reconstruction (when the recipe's aligned cache has it)
+and an external pairs manifest (``cv.pairs``: an AI edit beside its input photo). Beside every number, the
+content-only baseline (:func:`negate.recipe.content_baseline_cfg`) scored on the same folds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import roc_auc_score
+
+from negate.data.records import ImageRecord, load_manifest
+from negate.data.split import split_indices
+from negate.evaluation.metrics import binary_metrics
+from negate.evaluation.tables import markdown_table
+
+log = logging.getLogger(__name__)
+
+VIEWS = {"original": "", "jpeg75": "jpeg:75", "downscale0.5": "downscale:0.5"}
+
+
+def _field(record: ImageRecord, name: str) -> str:
+    if name in ("source", "generator"):
+        return getattr(record, name)
+    return str(record.extra.get(name, "") or "")
+
+
+def family_folds(records: list[ImageRecord], era: str | None = "modern", n_folds: int | None = None,
+                 group_by: str = "family") -> list[dict]:
+    """``[{"families": [...], "real_sources": [...], "test": idx}, ...]``; see the module docstring."""
+    eligible = [i for i, r in enumerate(records) if r.label == 1 and (not era or _field(r, "era") == era)]
+    sizes = Counter(_field(records[i], group_by) or "unknown" for i in eligible)
+    if len(sizes) < 2:
+        raise ValueError(f"leave-one-{group_by}-out needs at least 2 {group_by} values among the fakes"
+                         f"{f' of era {era!r}' if era else ''}; found {sorted(sizes)} (manifest columns "
+                         f"{group_by!r} and 'era')")
+    k = len(sizes) if not n_folds else min(int(n_folds), len(sizes))
+    fold_of: dict[str, int] = {}
+    load = [0] * k
+    for fam, n in sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])):
+        fold_of[fam] = int(np.argmin(load))
+        load[fold_of[fam]] += n
+    # reals: a source holding fakes of the era goes with its biggest family; the rest balance the real counts
+    source_family: dict[str, Counter] = defaultdict(Counter)
+    for i in eligible:
+        source_family[records[i].source][_field(records[i], group_by) or "unknown"] += 1
+    real_sizes = Counter(r.source for r in records if r.label == 0)
+    real_fold: dict[str, int] = {}
+    real_load = [0] * k
+    for src, n in sorted(real_sizes.items(), key=lambda kv: (-kv[1], kv[0])):
+        if src in source_family:
+            real_fold[src] = fold_of[source_family[src].most_common(1)[0][0]]
+        else:
+            real_fold[src] = int(np.argmin(real_load))
+        real_load[real_fold[src]] += n
+    folds = []
+    for f in range(k):
+        test = [i for i in eligible if fold_of[_field(records[i], group_by) or "unknown"] == f]
+        test += [i for i, r in enumerate(records) if r.label == 0 and real_fold[r.source] == f]
+        folds.append({"families": sorted(fam for fam, g in fold_of.items() if g == f),
+                      "real_sources": sorted(s for s, g in real_fold.items() if g == f),
+                      "test": np.array(sorted(test), dtype=int)})
+    return folds
+
+
+def _inner_split(records: list[ImageRecord], rest: np.ndarray, val_fraction: float, seed: int):
+    y = np.array([records[i].label for i in rest])
+    groups = [records[i].source for i in rest]
+    inner = split_indices(y, groups, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+    return rest[inner["train"]], rest[inner["val"]]
+
+
+def _auroc(y: np.ndarray, p: np.ndarray) -> float:
+    ok = ~np.isnan(p)
+    y, p = y[ok], p[ok]
+    return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else float("nan")
+
+
+def _pairs_records(manifest: str | None) -> list[ImageRecord]:
+    if not manifest:
+        return []
+    path = Path(manifest)
+    if not path.is_file():
+        log.warning("protocol.pairs: %s not found; content-matched pairs are not scored", path)
+        return []
+    return load_manifest(path, source_from="column")
+
+
+class _Pooled:
+    """Out-of-fold probabilities of one recipe for every dataset row and view."""
+
+    def __init__(self, n: int):
+        self.prob = {v: np.full(n, np.nan) for v in VIEWS}
+        self.threshold = np.full(n, np.nan)
+        self.recon: list[tuple[float, float]] = []  # (real crop, its reconstruction)
+        self.pairs: list[np.ndarray] = []  # per fold: probabilities of the pairs records
+        self.folds: list[dict] = []
+
+
+def _score_fold(pooled: _Pooled, recipe, records, test, views, recon_crops, pairs_records, fold_info):
+    test_recs = [records[i] for i in test]
+    for name in views:
+        kept, prob = recipe.score(test_recs, VIEWS[name])
+        pooled.prob[name][test[kept]] = prob
+    pooled.threshold[test] = recipe.threshold
+    if recon_crops:
+        reals = [ImageRecord(c.real_crop, 0) for c in recon_crops]
+        fakes = [ImageRecord(c.path, 1) for c in recon_crops]
+        kr, pr = recipe.score(reals)
+        kf, pf = recipe.score(fakes)
+        both = sorted(set(kr) & set(kf))
+        pr_of, pf_of = dict(zip(kr, pr)), dict(zip(kf, pf))
+        pooled.recon += [(pr_of[i], pf_of[i]) for i in both]
+    if pairs_records:
+        kept, prob = recipe.score(pairs_records)
+        full = np.full(len(pairs_records), np.nan)
+        full[kept] = prob
+        pooled.pairs.append(full)
+    pooled.folds.append({**fold_info, "threshold": float(recipe.threshold)})
+
+
+def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, views) -> dict:
+    p = pooled.prob["original"]
+    ok = ~np.isnan(p)
+    flagged = p >= pooled.threshold
+    out = {"overall": binary_metrics(y[ok], p[ok]), "n_scored": int(ok.sum())}
+    for name in views:
+        if name != "original":
+            out[f"auroc_{name}"] = _auroc(y, pooled.prob[name])
+    photo = ok & (is_photo | (y == 0))
+    out["auroc_photo_content"] = _auroc(y[photo], p[photo])
+    real = ok & (y == 0)
+    out["fpr_at_fold_thresholds"] = float(flagged[real].mean()) if real.any() else float("nan")
+    cam = ok & is_camera
+    out["camera_fpr"] = float(flagged[cam].mean()) if cam.any() else float("nan")
+    out["camera_n"] = int(cam.sum())
+    fake = ok & (y == 1)
+    out["tpr_at_fold_thresholds"] = float(flagged[fake].mean()) if fake.any() else float("nan")
+    per_family = defaultdict(list)
+    for i in np.flatnonzero(fake):
+        per_family[_field(records[i], "family")].append(bool(flagged[i]))
+    out["per_family_detection"] = {f: {"n": len(v), "detected": float(np.mean(v))} for f, v in sorted(per_family.items())}
+    if pooled.recon:
+        r = np.array(pooled.recon)
+        out["recon_pairs"] = {"n": len(r), "auroc": _auroc(np.r_[np.zeros(len(r)), np.ones(len(r))], np.r_[r[:, 0], r[:, 1]]),
+                              "fake_above_real": float((r[:, 1] > r[:, 0]).mean())}
+    if pooled.pairs:
+        mean_prob = np.nanmean(np.vstack(pooled.pairs), axis=0)
+        y_pairs = np.array([rec.label for rec in pairs_records])
+        per_fold = [_auroc(y_pairs, fp) for fp in pooled.pairs]
+        by_pair = defaultdict(dict)
+        for rec, pr in zip(pairs_records, mean_prob):
+            by_pair[rec.extra.get("pair", rec.path)][rec.label] = pr
+        wins = [v[1] > v[0] for v in by_pair.values() if 0 in v and 1 in v and not np.isnan([v[0], v[1]]).any()]
+        out["pairs"] = {"n_images": int((~np.isnan(mean_prob)).sum()), "auroc_fold_mean": float(np.nanmean(per_fold)),
+                        "auroc_fold_ensemble": _auroc(y_pairs, mean_prob),
+                        "fake_above_real": float(np.mean(wins)) if wins else float("nan")}
+    return out
+
+
+def run_family_protocol(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run the protocol for the composed recipe and its content-only baseline; write ``families/report.md``."""
+    from negate.finetune.fit import build_aligned
+    from negate.pipeline import load_records
+    from negate.recipe import content_baseline_cfg, finetune_enabled, fit_recipe
+    from negate.training import camera_rows, write_skipped
+
+    proto = cfg.cv
+    records, skipped = load_records(cfg.data)
+    write_skipped(run_dir, list(skipped.items()))
+    folds = family_folds(records, proto.get("era"), proto.get("folds"), proto.get("group_by", "family"))
+    y = np.array([r.label for r in records], dtype=int)
+    is_camera = camera_rows(cfg, records)
+    is_photo = np.array([_field(r, "content") == "photo" for r in records])
+    pairs_records = _pairs_records(proto.get("pairs"))
+    out_dir = Path(run_dir) / "families"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    recipes = {"recipe": (cfg, "")}
+    if proto.get("content_baseline"):
+        recipes["content_baseline"] = (content_baseline_cfg(cfg), "lowpass:64")
+    aligned_cfg = OmegaConf.to_container(cfg.finetune.aligned, resolve=True) if finetune_enabled(cfg) and \
+        cfg.finetune.get("aligned") else None
+    eval_aligned_cfg = aligned_cfg or (OmegaConf.to_container(proto.recon_pairs, resolve=True)
+                                       if proto.get("recon_pairs") else None)
+    recon = build_aligned([r for r in records if r.label == 0], eval_aligned_cfg, cfg.paths.cache_dir,
+                          int(cfg.data.get("max_pixels", 64_000_000))) if eval_aligned_cfg else {}
+    pooled = {name: _Pooled(len(records)) for name in recipes}
+    views = list(VIEWS) if proto.get("perturbations", True) else ["original"]
+    for f, fold in enumerate(folds):
+        test = fold["test"]
+        rest = np.setdiff1d(np.arange(len(records)), test)
+        tr, va = _inner_split(records, rest, cfg.split.val_fraction, int(cfg.seed))
+        info = {"fold": f, "families": fold["families"], "real_sources": fold["real_sources"],
+                "n_test": int(len(test)), "n_test_fake": int(y[test].sum()), "n_train": int(len(tr)),
+                "n_val": int(len(va))}
+        log.info("fold %d/%d: hold out %s + reals of %s (%d test, %d train, %d val)", f + 1, len(folds),
+                 fold["families"], fold["real_sources"], len(test), len(tr), len(va))
+        test_recon = [c for i in test if y[i] == 0 for c in recon.get(records[i].path, [])]
+        for name, (rcfg, base_view) in recipes.items():
+            recipe = fit_recipe(rcfg, [records[i] for i in tr], [records[i] for i in va], out_dir / f"fold{f}" / name,
+                                base_view=base_view)
+            _score_fold(pooled[name], recipe, records, test, views if name == "recipe" else ["original"],
+                        test_recon, pairs_records, info)
+    results = {name: _summary(pooled[name], records, y, is_camera, is_photo, pairs_records,
+                              views if name == "recipe" else ["original"]) for name in recipes}
+    results["protocol"] = {"era": proto.get("era"), "group_by": proto.get("group_by", "family"),
+                           "folds": [{k: v for k, v in fi.items() if k != "threshold"} | {"threshold": fi["threshold"]}
+                                     for fi in pooled["recipe"].folds],
+                           "n_records": len(records), "pairs": proto.get("pairs")}
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=1, default=float))
+    (out_dir / "report.md").write_text(render_report(results))
+    _save_predictions(out_dir / "predictions.csv", records, pooled)
+    return results
+
+
+def _save_predictions(path: Path, records, pooled: dict) -> None:
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        names = [(n, v) for n in pooled for v in VIEWS if not np.isnan(pooled[n].prob[v]).all()]
+        w.writerow(["path", "label", "family", "era", "content", *(f"{n}:{v}" for n, v in names), "threshold"])
+        for i, r in enumerate(records):
+            w.writerow([r.path, r.label, _field(r, "family"), _field(r, "era"), _field(r, "content"),
+                        *(f"{pooled[n].prob[v][i]:.6f}" for n, v in names), f"{pooled['recipe'].threshold[i]:.6f}"])
+
+
+def headline(results: dict) -> dict:
+    """The numbers a recipe is chosen by (one row of the README table)."""
+    r, b = results["recipe"], results.get("content_baseline", {})
+    row = {"auroc": r["overall"]["auroc"], "auroc_jpeg75": r.get("auroc_jpeg75"),
+           "auroc_downscale0.5": r.get("auroc_downscale0.5"), "tpr@5%fpr": r["overall"].get("tpr_at_5fpr"), "auroc_photo": r["auroc_photo_content"],
+           "camera_fpr": r["camera_fpr"], "content_baseline_auroc": b.get("overall", {}).get("auroc")}
+    if "recon_pairs" in r:
+        row["recon_pairs_auroc"] = r["recon_pairs"]["auroc"]
+    if "pairs" in r:
+        row["pairs_auroc"] = r["pairs"]["auroc_fold_ensemble"]
+    return row
+
+
+def render_report(results: dict) -> str:
+    proto = results["protocol"]
+    lines = [f"# Leave-one-{proto['group_by']}-out over era {proto['era']!r} ({len(proto['folds'])} folds, "
+             f"{proto['n_records']} records)", "",
+             "Each fold's test = the held-out families' fakes + reals from sources held out of training; pooled "
+             "out-of-fold predictions. Content-only baseline: the same folds, images reduced to 64 px and back.", ""]
+    rows = []
+    for name in ("recipe", "content_baseline"):
+        if name not in results:
+            continue
+        r = results[name]
+        o = r["overall"]
+        rows.append({"model": name, "AUROC": o["auroc"], "AP": o["ap"], "TPR@1%FPR": o.get("tpr_at_1fpr"),
+                     "TPR@5%FPR": o.get("tpr_at_5fpr"), "AUROC JPEG q75": r.get("auroc_jpeg75"),
+                     "AUROC 0.5x": r.get("auroc_downscale0.5"), "AUROC photo-content": r["auroc_photo_content"],
+                     "camera FPR": r["camera_fpr"], "FPR (fold thr.)": r["fpr_at_fold_thresholds"],
+                     "TPR (fold thr.)": r["tpr_at_fold_thresholds"],
+                     "recon pairs AUROC": r.get("recon_pairs", {}).get("auroc"),
+                     "pairs AUROC": r.get("pairs", {}).get("auroc_fold_ensemble")})
+    lines += [markdown_table(rows, list(rows[0])), "", "## Detection per held-out family (fold thresholds)", ""]
+    fam = results["recipe"]["per_family_detection"]
+    base = results.get("content_baseline", {}).get("per_family_detection", {})
+    lines.append(markdown_table([{"family": f, "n": v["n"], "detected": v["detected"],
+                                  "baseline detected": base.get(f, {}).get("detected")} for f, v in fam.items()],
+                                ["family", "n", "detected", "baseline detected"]))
+    lines += ["", "## Folds", ""]
+    lines.append(markdown_table([{"fold": fi["fold"], "families": ", ".join(fi["families"]),
+                                  "real sources": ", ".join(fi["real_sources"]), "test": fi["n_test"],
+                                  "test fakes": fi["n_test_fake"], "threshold": fi["threshold"]}
+                                 for fi in proto["folds"]],
+                                ["fold", "families", "real sources", "test", "test fakes", "threshold"]))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,136 @@
+"""Fine-tune a :class:`~negate.finetune.module.PatchDetector` with Lightning ``Trainer.fit`` and save its weights.
+
+``fit_detector(train, val, cfg.finetune, out_dir)``: decoded images cached in memory, random native patches with
+label-independent augmentation, optional aligned reconstructions of the training reals (``finetune.aligned``),
+early stopping and best checkpoint on validation AUROC (the validation records come from groups held out of
+training), bf16 autocast on GPU, DDP when several devices are given. The result is one safetensors file whose
+metadata records the architecture and preprocessing; :func:`finetuned_encoder_cfg` turns it into an ``encoder``
+config (``name: finetuned``) that the feature engine runs over a fixed patch grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from negate.data.records import ImageRecord
+from negate.finetune.data import DecodedImages, PatchAugment, PatchEvalSet, PatchTrainSet, collate_patches
+from negate.finetune.module import PatchDetector
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "detector.safetensors"
+
+
+def _plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
+
+
+def build_aligned(records: list[ImageRecord], cfg: dict, cache_dir: str | Path, max_pixels: int) -> dict:
+    """Aligned reconstructions of the real ``records`` through ``cfg['ae']`` (``taef2`` offline, or a hub VAE of
+    the ``ae`` group), cached under ``cache_dir``."""
+    from negate.finetune.aligned import aligned_reconstructions
+
+    name = cfg.get("ae", "taef2")
+    if name == "taef2":
+        from negate.models.taef2 import load_taef2
+
+        autoencoder = load_taef2(cfg.get("weights_dir"), pretrained=bool(cfg.get("pretrained", True)))
+    else:
+        from negate.models.autoencoders import create_autoencoder
+
+        autoencoder = create_autoencoder(name)
+    return aligned_reconstructions(records, autoencoder, cache_dir, region=int(cfg.get("region", 256)),
+                                   per_real=int(cfg.get("per_real", 1)), max_pixels=max_pixels)
+
+
+def _trainer_kwargs(cfg: dict) -> dict:
+    t = dict(cfg.get("trainer") or {})
+    accelerator = t.get("accelerator", "auto")
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    precision = t.get("precision") or ("bf16-mixed" if on_gpu else "32-true")
+    return {"accelerator": accelerator, "devices": t.get("devices", "auto"), "strategy": t.get("strategy", "auto"),
+            "precision": precision}
+
+
+def fit_detector(
+    train: list[ImageRecord],
+    val: list[ImageRecord],
+    cfg,
+    out_dir: str | Path,
+    *,
+    cache_dir: str | Path = "outputs/cache",
+    max_pixels: int = 64_000_000,
+    seed: int = 0,
+) -> Path:
+    """Fine-tune on ``train`` (early stopping on ``val``) and write ``out_dir/detector.safetensors``."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from safetensors.torch import save_file
+
+    cfg = _plain(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(seed, workers=True, verbose=False)
+    started = time.perf_counter()
+    train_images, val_images = DecodedImages(train, max_pixels), DecodedImages(val, max_pixels)
+    if len(set(train_images.labels.tolist())) < 2 or len(set(val_images.labels.tolist())) < 2:
+        raise ValueError("fine-tuning needs both classes in the training and the validation records")
+    aligned = build_aligned(train, cfg["aligned"], cache_dir, max_pixels) if cfg.get("aligned") else None
+    patch = int(cfg.get("patch", 128))
+    train_set = PatchTrainSet(train_images, patch, PatchAugment.from_dict(cfg.get("augment")), aligned, seed)
+    val_set = PatchEvalSet(val_images, patch)
+    log.info("fine-tuning %s on %d images (%d aligned pairs), validating on %d; decoded in %.1f s",
+             cfg.get("encoder"), len(train_set), train_set.n_pairs, len(val_set), time.perf_counter() - started)
+    workers = int(cfg.get("num_workers", 1))
+    loader_args = {"num_workers": workers, "persistent_workers": workers > 0, "collate_fn": collate_patches}
+    batch = int(cfg.get("batch_size", 32))
+    train_loader = DataLoader(train_set, batch_size=batch, shuffle=True, drop_last=len(train_set) > batch,
+                              **loader_args)
+    val_loader = DataLoader(val_set, batch_size=2 * batch, shuffle=False, **loader_args)
+
+    module = PatchDetector(encoder=cfg.get("encoder", "effnet_lite0"), pretrained=bool(cfg.get("pretrained", True)),
+                           lr=float(cfg.get("lr", 3e-4)), weight_decay=float(cfg.get("weight_decay", 0.01)),
+                           train_blocks=cfg.get("train_blocks"), max_epochs=int(cfg.get("max_epochs", 8)))
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="val_auroc", mode="max", save_top_k=1,
+                                 save_weights_only=True, filename="best")
+    callbacks = [checkpoint]
+    if cfg.get("patience"):
+        callbacks.append(EarlyStopping(monitor="val_auroc", mode="max", patience=int(cfg["patience"])))
+    trainer = L.Trainer(max_epochs=int(cfg.get("max_epochs", 8)), callbacks=callbacks, logger=False,
+                        default_root_dir=str(out_dir), enable_model_summary=False, deterministic=False,
+                        num_sanity_val_steps=0, log_every_n_steps=10, **_trainer_kwargs(cfg))
+    trainer.fit(module, train_loader, val_loader)
+    best = checkpoint.best_model_path
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    # float16 on disk halves the file (the shipped model is a few MB); loading casts back to float32
+    weights = {k.removeprefix("backbone."): (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in module.state_dict().items() if k.startswith("backbone.")}
+    meta = {**module.preprocessing, "patch": patch, "encoder": json.dumps(cfg.get("encoder")),
+            "train_images": len(train_set), "aligned_pairs": train_set.n_pairs, "val_images": len(val_set),
+            "best_val_auroc": float(checkpoint.best_model_score or float("nan")),
+            "epochs": int(trainer.current_epoch), "seconds": round(time.perf_counter() - started, 1)}
+    path = out_dir / WEIGHTS_FILE
+    if trainer.is_global_zero:
+        save_file(weights, str(path), metadata={k: json.dumps(v) if not isinstance(v, str) else v
+                                                for k, v in meta.items()})
+    log.info("fine-tuned in %.0f s (%d epochs, best val AUROC %.4f): %s", meta["seconds"], meta["epochs"],
+             meta["best_val_auroc"], path)
+    return path
+
+
+def finetuned_encoder_cfg(weights: str | Path, pool: str = "logit", batch_size: int = 64) -> dict:
+    """The ``encoder`` config that runs fine-tuned weights as a feature family: ``pool=logit`` gives the patch
+    logit (one column, averaged over the patch grid), ``pool=mean`` the pooled penultimate embedding."""
+    weights = Path(weights)
+    return {"name": "finetuned", "repo_id": weights.name, "weights_dir": str(weights.parent.resolve()),
+            "pool": pool, "pretrained": True, "batch_size": batch_size, "precision": "fp32",
+            "families": {"embedding": {}}}

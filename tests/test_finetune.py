@@ -1,0 +1,101 @@
+"""The learned detector: label-independent patch augmentation, aligned pairs, a real Lightning fit, the weights as
+an encoder, and the whole `negate train experiment=finetuned` -> `negate infer` round trip on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from negate.data.records import ImageRecord, load_manifest
+from negate.finetune.aligned import AlignedCrop
+from negate.finetune.data import DecodedImages, PatchAugment, PatchEvalSet, PatchTrainSet, collate_patches
+from negate.finetune.fit import fit_detector, finetuned_encoder_cfg
+from negate.finetune.module import balanced_bce
+from negate.models.encoders import create_encoder
+
+NO_AUG = {"p_flip": 0, "p_downscale": 0, "p_blur": 0, "p_jpeg": 0, "p_webp": 0}
+TINY = {"encoder": "effnet_lite0", "pretrained": False, "patch": 64, "batch_size": 8, "max_epochs": 2, "patience": 0,
+        "num_workers": 0, "aligned": None, "trainer": {"accelerator": "cpu", "devices": 1}}
+
+
+def test_augment_is_validated_and_never_sees_the_label():
+    with pytest.raises(ValueError, match="p_jpeg"):
+        PatchAugment(p_jpeg=1.5)
+    with pytest.raises(ValueError, match="unknown finetune augment keys"):
+        PatchAugment.from_dict({"p_jpg": 0.5})
+    aug = PatchAugment()
+    draws = [aug.draw(np.random.default_rng(s)) for s in range(400)]
+    assert 0.4 < np.mean([d["codec"] == "jpeg" for d in draws]) < 0.6
+    assert all(0.5 <= d["scale"] <= 1 for d in draws)
+
+
+def _image(path, arr, fmt="PNG"):
+    Image.fromarray(arr).save(path, format=fmt)
+    return str(path)
+
+
+def test_pairs_share_position_and_augmentation(tmp_path):
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
+    real = _image(tmp_path / "real.png", arr)
+    region = arr[32:160, 48:176]
+    recon = _image(tmp_path / "recon.png", region)  # an "identity autoencoder": the pair must come out equal
+    images = DecodedImages([ImageRecord(real, 0)])
+    aligned = {real: [AlignedCrop(real, 48, 32, 128, recon, recon)]}
+    for aug in (PatchAugment(**NO_AUG), PatchAugment(p_flip=1, p_jpeg=1, p_downscale=1, p_blur=1)):
+        ds = PatchTrainSet(images, 64, aug, aligned)
+        for epoch in range(3):
+            ds.set_epoch(epoch)
+            x, y = ds[0]
+            assert x.shape == (2, 3, 64, 64) and y.tolist() == [0.0, 1.0]
+            assert torch.equal(x[0], x[1])
+
+
+def test_small_images_are_padded_not_upsampled_and_eval_is_fixed(tmp_path):
+    small = _image(tmp_path / "s.png", np.full((20, 30, 3), 7, np.uint8))
+    big = _image(tmp_path / "b.jpg", np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8), "JPEG")
+    images = DecodedImages([ImageRecord(small, 1), ImageRecord(big, 0), ImageRecord(str(tmp_path / "gone.png"), 0)])
+    assert len(images) == 2 and str(tmp_path / "gone.png") in images.failed
+    ds = PatchTrainSet(images, 64, PatchAugment(**NO_AUG))
+    x, y = collate_patches([ds[0], ds[1]])
+    assert x.shape == (2, 3, 64, 64) and y.tolist() == [1.0, 0.0]
+    assert torch.allclose(x[0], torch.full_like(x[0], 7 / 255))  # reflect padding of a flat image stays flat
+    ev = PatchEvalSet(images, 64)
+    assert torch.equal(ev[1][0], ev[1][0]) and ev[1][0].shape == (1, 3, 64, 64)
+
+
+def test_balanced_loss_weighs_classes_equally():
+    logits = torch.tensor([0.0, 0.0, 0.0, 5.0])
+    labels = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    per = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    assert torch.isclose(balanced_bce(logits, labels), (per[:3].mean() + per[3]) / 2)
+
+
+def test_fit_writes_weights_that_run_as_an_encoder(tmp_path, manifest):
+    records = load_manifest(manifest)
+    train = [r for r in records if not r.source.endswith("src2")]
+    val = [r for r in records if r.source.endswith("src2")]
+    weights = fit_detector(train, val, TINY, tmp_path / "ft", cache_dir=tmp_path / "cache")
+    with safe_open(str(weights), framework="pt") as fh:
+        meta = fh.metadata()
+        dtypes = {fh.get_tensor(k).dtype for k in fh.keys()}
+    assert meta["arch"] == "tf_efficientnet_lite0" and json.loads(meta["patch"]) == 64
+    assert json.loads(meta["train_images"]) == len(train) and torch.float16 in dtypes
+    enc = create_encoder(finetuned_encoder_cfg(weights))
+    x = torch.rand(3, 3, 64, 64)
+    out = enc(x)
+    assert out.shape == (3, 1) and enc.native and enc.identity()["weights"].startswith("sha256:")
+    assert enc(torch.rand(2, 3, 96, 96)).shape == (2, 1)  # native: any patch size, never resized
+    pooled = create_encoder({**finetuned_encoder_cfg(weights), "pool": "mean"})
+    assert pooled(x).shape == (3, 1280)
+
+
+def test_fit_needs_both_classes(tmp_path, manifest):
+    records = load_manifest(manifest)
+    with pytest.raises(ValueError, match="both classes"):
+        fit_detector([r for r in records if r.label == 1], records, TINY, tmp_path)

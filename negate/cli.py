@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from importlib import import_module
 from pathlib import Path
 
 from negate.overrides import FLAGS_WITH_OPTIONAL_VALUE, FLAGS_WITH_VALUE
@@ -99,11 +98,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from negate.entry import run
 
-    module = import_module(f"negate.{command}")
-    if command == "infer":
-        paths, rest = split_infer_args(rest)
+    if command != "infer":
+        run(command, rest)
+        return
+    paths, rest = split_infer_args(rest)
+    if not paths and not any(a.startswith(("path=", "-")) for a in rest):
+        print("error: no input: give files, folders or globs, e.g. negate infer photos/*.jpg "
+              "(negate infer --help)", file=sys.stderr)
+        sys.exit(2)
+
+    def hand_over(module) -> None:
         module.CLI_PATHS[:] = paths
-    run(command, module.main, rest)
+
+    run(command, rest, before=hand_over)
 
 
 if __name__ == "__main__":

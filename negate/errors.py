@@ -15,16 +15,16 @@ class InputError(ValueError):
     """The data or the paths given cannot be used (e.g. none of the images can be read)."""
 
 
+USER_ERRORS = (("negate.cache", "CacheWriteError"), ("negate.inference", "NothingScoredError"),
+               ("negate.model_folder", "ModelFolderError"), ("negate.models.hub", "ModelUnavailableError"),
+               ("omegaconf.errors", "MissingMandatoryValue"))
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
-    from omegaconf.errors import MissingMandatoryValue
-
-    from negate.cache import CacheWriteError
-    from negate.inference import NothingScoredError
-    from negate.model_folder import ModelFolderError
-    from negate.models.hub import ModelUnavailableError
-
-    return (CacheWriteError, NothingScoredError, ModelFolderError, ModelUnavailableError, FileNotFoundError,
-            NotADirectoryError, ValueError, MissingMandatoryValue)
+    """The exception types that mean "the user can fix this". Taken from modules already imported: an exception of a
+    module that was never imported cannot have been raised, and a typo should not pay for importing torch."""
+    found = [getattr(sys.modules[name], attr) for name, attr in USER_ERRORS if name in sys.modules]
+    return (FileNotFoundError, NotADirectoryError, ValueError, *found)
 
 
 def one_line(err: BaseException) -> str:
@@ -39,8 +39,8 @@ def one_line(err: BaseException) -> str:
 def exit_on_user_error():
     try:
         yield
-    except user_error_types() as err:
-        if os.environ.get("NEGATE_DEBUG"):
+    except Exception as err:
+        if os.environ.get("NEGATE_DEBUG") or not isinstance(err, user_error_types()):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(USER_ERROR)

@@ -27,4 +27,4 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     from negate.entry import run
 
-    run("evaluate", main, sys.argv[1:])
+    run("evaluate", sys.argv[1:], main)

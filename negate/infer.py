@@ -38,4 +38,4 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     from negate.entry import run
 
-    run("infer", main, sys.argv[1:])
+    run("infer", sys.argv[1:], main)

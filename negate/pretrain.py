@@ -29,4 +29,4 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     from negate.entry import run
 
-    run("pretrain", main, sys.argv[1:])
+    run("pretrain", sys.argv[1:], main)

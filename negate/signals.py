@@ -37,11 +37,19 @@ def _say(text: str) -> None:
         pass
 
 
+def _newline() -> str:
+    """Start on a fresh line when a progress bar may be drawn on the terminal."""
+    try:
+        return "\n" if os.isatty(2) else ""
+    except OSError:
+        return ""
+
+
 def _handler(signum, frame) -> None:
     if _state["signum"]:
         os._exit(128 + _state["signum"])
     _state["signum"] = signum
-    _say(f"negate: {signal.Signals(signum).name} received, stopping (finished work is kept in the cache; run the same "
+    _say(f"{_newline()}negate: {signal.Signals(signum).name} received, stopping (finished work is kept in the cache; run the same "
          "command again to resume)\n")
     raise Interrupted(signum)
 

@@ -24,4 +24,4 @@ def main(cfg: DictConfig) -> float:
 if __name__ == "__main__":
     from negate.entry import run
 
-    run("train", main, sys.argv[1:])
+    run("train", sys.argv[1:], main)

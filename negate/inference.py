@@ -83,7 +83,7 @@ def _size_reason(path: str, min_side: int) -> str:
     except DecodeError:
         return ""
     if min(width, height) < min_side:
-        return f"image is {width}x{height}, below the {min_side}-pixel minimum side: too small to judge"
+        return f"{width}x{height} image: under the {min_side} px minimum side, too small to judge"
     return ""
 
 
@@ -110,7 +110,7 @@ def predict(cfg: DictConfig, paths=(), progress: bool = True) -> tuple[list[dict
             if why:
                 verdict = "uncertain"
             elif verdict == "uncertain":
-                why = f"probability within the model's uncertain band [{lo:.3f}, {hi:.3f})"
+                why = f"p in the uncertain band [{lo:.3f}, {hi:.3f})"
             rows.append({"path": path, "prob_synthetic": p, "verdict": verdict, "reason": why, "error": ""})
         else:
             error = reason or failed.get(path, "not extracted")

@@ -217,7 +217,7 @@ def test_infer_several_paths_from_another_directory_to_stdout(world):
     photos, work, home = world["photos"], world["work"], world["home"]
     files = sorted(photos.iterdir())
     args = ["infer", str(files[0]), str(files[1]), str(files[0]), f"{photos}/*.png", str(photos),
-            str(photos / "missing.jpg"), "output=csv"]
+            str(photos / "missing.jpg"), "output=csv", "quiet=false"]  # logs and progress on, yet not on stdout
     procs = {
         "csv": start(args, work, home),
         "pipe": start([sys.executable, "-m", "negate.cli", "infer", f"{photos}/*.jpg", "output=csv", "|", "head", "-n",
@@ -239,6 +239,7 @@ def test_infer_several_paths_from_another_directory_to_stdout(world):
     assert (f"{len(files)} scored ({counts['synthetic']} synthetic, {counts['human']} human, "
             f"{counts['uncertain']} uncertain), 1 skipped: see ") in err
     assert "skipped.csv" in err and "Traceback" not in err
+    assert "[INFO] - extracting" in err and "Predicting" in err
     (run_dir,) = (work / "outputs" / "runs" / "infer").glob("*/skipped.csv")
     assert csv_rows(run_dir.read_text()) == [{"path": str(photos / "missing.jpg"), "reason": "no such file or folder"}]
     assert not list(work.glob("outputs/models")), "models are registered in NEGATE_HOME, not in the working directory"

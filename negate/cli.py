@@ -65,7 +65,9 @@ def split_infer_args(args: list[str]) -> tuple[list[str], list[str]]:
         if arg == "--":
             paths += args[i + 1:]
             break
-        if arg in ("-m", "--model", "--ckpt") and i + 1 < len(args):
+        if arg in ("-m", "--model", "--ckpt"):
+            if i + 1 == len(args):
+                raise ValueError(f"{arg} needs a model: a folder, a name under NEGATE_HOME/models, latest or shipped")
             out.append(f"ckpt={_quote(args[i + 1])}")
             i += 2
             continue
@@ -101,7 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     if command != "infer":
         run(command, rest)
         return
-    paths, rest = split_infer_args(rest)
+    try:
+        paths, rest = split_infer_args(rest)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     if not paths and not any(a.startswith(("path=", "-")) for a in rest):
         print("error: no input: give files, folders or globs, e.g. negate infer photos/*.jpg "
               "(negate infer --help)", file=sys.stderr)

@@ -190,11 +190,23 @@ def quiet_console_logs() -> None:
             handler.setLevel(logging.WARNING)
 
 
+def output_format(output: str, output_file) -> str:
+    """``output``, or for ``output=table output_file=x.csv`` the format the file's suffix names (a file asked for is
+    never silently not written)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if output != "table" or output_file in (None, ""):
+        return output
+    suffix = Path(str(output_file)).suffix.lstrip(".").lower()
+    if suffix in OUTPUTS[1:]:
+        return suffix
+    raise ValueError(f"output_file={output_file} needs output=csv|json|jsonl (or a .csv/.json/.jsonl name)")
+
+
 def infer(cfg: DictConfig, run_dir: Path, paths=()) -> list[dict]:
-    if cfg.output not in OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {cfg.output!r}")
     output_file = cfg.get("output_file")
-    to_stdout = cfg.output != "table" and str(output_file if output_file is not None else "-") in ("-", "")
+    fmt = output_format(cfg.output, output_file)
+    to_stdout = fmt != "table" and str(output_file if output_file is not None else "-") in ("-", "")
     quiet = is_quiet(cfg.get("quiet", "auto"))
     if quiet:
         quiet_console_logs()
@@ -206,12 +218,12 @@ def infer(cfg: DictConfig, run_dir: Path, paths=()) -> list[dict]:
     write_skipped_rows(rows, skipped_csv)
     text = summary(rows, model, skipped_csv, int(cfg.get("min_side", MIN_SIDE)))
     if to_stdout:
-        write_rows(rows, cfg.output, sys.stdout)
+        write_rows(rows, fmt, sys.stdout)
         print(text, file=sys.stderr)
     else:
         print_predictions(rows, limit=cfg.get("print_limit"))
-        if cfg.output != "table":
-            write_rows(rows, cfg.output, Path(output_file))
+        if fmt != "table":
+            write_rows(rows, fmt, Path(output_file))
             print(f"wrote {len(rows)} rows to {output_file}")
         print(text)
     errors = [r for r in rows if r["error"]]

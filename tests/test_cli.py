@@ -91,6 +91,19 @@ def test_infer_arguments_are_paths_unless_they_are_overrides(tmp_path):
     assert rest == ["output=csv", f"ckpt={_quote('my model')}", "--cfg", "job"]
 
 
+def test_a_file_asked_for_is_never_silently_not_written():
+    from negate.inference import output_format
+
+    assert output_format("table", None) == "table" and output_format("csv", "-") == "csv"
+    assert output_format("table", "scores.jsonl") == "jsonl"
+    with pytest.raises(ValueError, match="needs output=csv"):
+        output_format("table", "scores.txt")
+    with pytest.raises(ValueError, match="output must be one of"):
+        output_format("xml", None)
+    with pytest.raises(ValueError, match="needs a model"):
+        split_infer_args(["a.jpg", "-m"])
+
+
 def test_inputs_expand_globs_and_score_each_image_once(tmp_path):
     for name in ("a.jpg", "b.jpg", "c.png"):
         Image.new("RGB", (40, 40)).save(tmp_path / name)

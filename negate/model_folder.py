@@ -151,6 +151,13 @@ def _card_text(folder: Path, detector: Detector, info: dict, metrics: dict, card
     return "\n".join(lines) + "\n"
 
 
+def resolve_ckpt(ckpt: str | Path, models_root) -> Path:
+    """Kept for callers of earlier versions: see :func:`negate.registry.resolve_ckpt`."""
+    from negate.registry import resolve_ckpt as resolve
+
+    return resolve(ckpt, models_root)
+
+
 def verify_checksums(folder: Path) -> dict[str, str]:
     sums_path = folder / CHECKSUMS
     if not sums_path.is_file():

@@ -39,13 +39,14 @@ class CacheWriteError(OSError):
     """The feature cache folder (``paths.cache_dir``) cannot be created or written."""
 
 
-def _cannot_write(folder: Path, err: OSError) -> CacheWriteError:
-    return CacheWriteError(f"cannot write the feature cache folder {folder}: {err.strerror or err} "
-                           "(set paths.cache_dir to a writable folder)")
+def _cannot_write(folder: Path, err: OSError, what: str = "feature cache folder",
+                  setting: str = "paths.cache_dir") -> CacheWriteError:
+    return CacheWriteError(f"cannot write the {what} {folder}: {err.strerror or err} "
+                           f"(set {setting} to a writable folder)")
 
 
-def ensure_writable(root: str | Path) -> None:
-    """Raise ``CacheWriteError`` now, before any image is processed, if ``root`` cannot hold new shards."""
+def ensure_writable(root: str | Path, what: str = "feature cache folder", setting: str = "paths.cache_dir") -> None:
+    """Raise ``CacheWriteError`` now, before any image is processed, if ``root`` cannot hold new files."""
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def ensure_writable(root: str | Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise _cannot_write(root, err) from None
+        raise _cannot_write(root, err, what, setting) from None
 
 
 def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -67,12 +68,14 @@ def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-    except OSError as err:
+    except BaseException as err:  # an interrupt (SIGINT/SIGTERM) too: no temporary file is left behind
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise _cannot_write(folder, err) from err
+        if isinstance(err, OSError):
+            raise _cannot_write(folder, err) from err
+        raise
     return final
 
 
@@ -141,8 +144,14 @@ class FeatureStore:
             self.folder.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps({"names": self.names, **self.meta}, indent=1, default=str))
             os.replace(tmp, meta_path)
-        except OSError as err:
-            raise _cannot_write(self.folder, err) from err
+        except BaseException as err:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if isinstance(err, OSError):
+                raise _cannot_write(self.folder, err) from err
+            raise
 
 
 class FailureStore:

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -23,4 +25,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from negate.entry import run
+
+    run("evaluate", sys.argv[1:], main)

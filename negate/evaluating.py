@@ -6,39 +6,83 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
+
+from negate.evaluation.metrics import binary_metrics
 
 from negate.evaluation.report import write_report
 from negate.inference import load_checked_model
+from negate.model_folder import read_training_images
 from negate.pipeline import FeatureRunner, pipeline_from_cfg, protocol_signature
+from negate.registry import model_roots
 from negate.run_logger import create_run_logger
 from negate.tables import print_metrics_table
-from negate.training import camera_rows, load_feature_set, loso, robustness_sweep, write_skipped
+from negate.training import camera_rows, load_feature_set, loso, robustness_sweep
 
 log = logging.getLogger(__name__)
 PROTOCOLS = ("holdout", "cv")
 
 
+def training_overlap(model_folder: Path, hashes: list[str | None]) -> dict | None:
+    """Which evaluation rows the model was trained or validated on (same file bytes). None when the model folder
+    predates ``training_images.sha256``."""
+    seen = read_training_images(model_folder)
+    if seen is None:
+        return None
+    splits = [seen.get(h) if h else None for h in hashes]
+    return {"seen": np.array([s is not None for s in splits], dtype=bool),
+            "train": sum(s == "train" for s in splits), "val": sum(s == "val" for s in splits)}
+
+
+def overlap_warning(overlap: dict, n: int, unseen: dict) -> str:
+    n_seen = int(overlap["seen"].sum())
+    text = (f"{n_seen} of the {n} evaluation images were used to fit this model ({overlap['train']} training, "
+            f"{overlap['val']} validation images; same file bytes), so the metrics over all images are optimistic")
+    if not unseen.get("n"):
+        return text + "; no evaluation image is new to the model"
+    auroc = unseen.get("auroc", float("nan"))
+    auroc_text = f"AUROC {auroc:.3f}" if np.isfinite(auroc) else "AUROC undefined (one class only)"
+    return (text + f"; on the {unseen['n']} images it never saw ('unseen'): {auroc_text}, accuracy "
+            f"{unseen['accuracy']:.3f}")
+
+
 def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
-    model, families = load_checked_model(cfg.ckpt, cfg.paths.models_dir, cfg.get("allow_remote_code", False))
+    model, families = load_checked_model(cfg.ckpt, model_roots(cfg), cfg.get("allow_remote_code", False))
     runner = FeatureRunner(model.pipeline, cfg, families)
-    fs = load_feature_set(cfg, runner)
-    write_skipped(run_dir, fs.skipped)
+    fs = load_feature_set(cfg, runner, run_dir)
     prob = model.detector.predict_proba(fs.X)[:, 1]
+    overlap = training_overlap(model.folder, runner.hashes(fs.records))
+    warnings, unseen = [], None
+    if overlap is None:
+        log.warning("%s lists no training images (trained before negate recorded them): cannot check whether the "
+                    "evaluation data overlaps its training data", model.folder)
+    elif overlap["seen"].any():
+        keep = ~overlap["seen"]
+        unseen = binary_metrics(fs.y[keep], prob[keep], model.threshold) if keep.any() else {"n": 0}
+        warnings.append(overlap_warning(overlap, len(fs.records), unseen))
+        print(f"WARNING: {warnings[0]}", file=sys.stderr)
     robustness = robustness_sweep(runner, model.detector, fs.records, fs.y) if cfg.eval.robustness else None
     meta = fs.meta()
     is_camera_real = camera_rows(cfg, fs.records)
     extra = {"model": str(model.folder), "skipped": len(fs.skipped)}
+    if overlap is not None:
+        extra["seen_in_training"] = {"n": int(overlap["seen"].sum()), "train": overlap["train"], "val": overlap["val"]}
+    if unseen is not None:
+        extra["unseen"] = unseen
     report = write_report(run_dir, fs.y, prob, model.threshold, meta, f"Evaluation of {model.folder.name}",
                           robustness=robustness, extra=extra, n_boot=cfg.eval.n_boot, seed=cfg.seed,
-                          camera=is_camera_real)
+                          camera=is_camera_real, warnings=warnings)
     metrics = {"test": report["overall"], **extra}
     if "camera_fpr" in report:
         metrics["test"]["camera_fpr"] = report["camera_fpr"]["fpr"]
     if robustness:
         metrics["robustness"] = {k: v["auroc"] for k, v in report["robustness"].items()}
+    if warnings:
+        metrics["warnings"] = warnings
     return metrics
 
 
@@ -50,8 +94,7 @@ def evaluate_cv(cfg: DictConfig, run_dir: Path) -> dict:
         return {"families": headline(results), "signature": protocol_signature(cfg), "data": str(cfg.data.path)}
     pipeline = pipeline_from_cfg(cfg)
     runner = FeatureRunner(pipeline, cfg)
-    fs = load_feature_set(cfg, runner)
-    write_skipped(run_dir, fs.skipped)
+    fs = load_feature_set(cfg, runner, run_dir)
     return {"loso": loso(cfg, runner, fs, run_dir, cfg.cv.group_by), "signature": protocol_signature(cfg),
             "data": str(cfg.data.path)}
 
@@ -66,6 +109,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
         print("AUROC under perturbation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["robustness"].items()))
     report = run_dir / ("report.md" if cfg.protocol == "holdout" else
                         "families/report.md" if cfg.cv.group_by == "family" else "loso/report.md")
+    for warning in metrics.get("warnings", []):
+        print(f"WARNING: {warning}", file=sys.stderr)  # again after the table, where the eye lands
     print(f"report: {report}")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     run_logger = create_run_logger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True))

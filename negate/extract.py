@@ -115,6 +115,14 @@ class CacheWriter(BasePredictionWriter):
     def on_predict_epoch_end(self, trainer, pl_module):
         self.flush()
 
+    def on_exception(self, trainer, pl_module, exception):
+        """Interrupted (SIGINT/SIGTERM) or failed: keep the rows computed so far, so a re-run resumes from them. A
+        buffer caught mid-update is refused by the stores' row-count check and recomputed next time."""
+        try:
+            self.flush()
+        except Exception as err:  # noqa: BLE001  (the original exception is the one to report)
+            log.debug("rows not flushed after %s: %s", type(exception).__name__, err)
+
     def flush(self) -> None:
         for name, chunks in self._values.items():
             if chunks:

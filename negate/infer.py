@@ -1,7 +1,9 @@
-"""``python -m negate.infer ckpt=latest|FOLDER path=FILE_OR_DIR [output=table|csv|json]``.
+"""``negate infer PATH... [-m CKPT] [output=table|csv|json|jsonl] [output_file=FILE|-]``, or
+``python -m negate.infer path=PATH (or path=[A,B]) ckpt=...``.
 
-Exit status: 0 when every input was scored, 1 when some failed (listed with their reasons), 2 when none could be
-scored or the model folder was refused.
+Exit status: 0 when every input was scored, 1 when some could not be read (listed with their reasons), 2 on a usage or
+config error, a missing or refused model folder, or when no input could be scored; 128 + the signal number when
+interrupted (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 import sys
@@ -15,6 +17,10 @@ from negate.pipeline import register_resolvers
 
 register_resolvers()
 
+# The PATH arguments of ``negate infer``: the console script runs this entry point in its own process and hands them
+# over here, not through Hydra's override grammar (thousands of paths from a shell glob parse slowly and need quoting).
+CLI_PATHS: list[str] = []
+
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="infer")
 def main(cfg: DictConfig) -> None:
@@ -24,10 +30,12 @@ def main(cfg: DictConfig) -> None:
     from negate.inference import infer
 
     with exit_on_user_error():
-        rows = infer(cfg, Path(HydraConfig.get().runtime.output_dir))
+        rows = infer(cfg, Path(HydraConfig.get().runtime.output_dir), CLI_PATHS)
     if any(r["error"] for r in rows):
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    from negate.entry import run
+
+    run("infer", sys.argv[1:], main)

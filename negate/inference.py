@@ -1,39 +1,57 @@
-"""``infer``: score a file or a folder with a saved model folder."""
+"""``infer``: score files, folders and globs with a saved model folder.
+
+One row per input, a dict whose keys are the output columns (``path, prob_synthetic, verdict, reason, error``): the
+CSV/JSON writers take their columns from the rows, so a new column is one more key. ``verdict`` is ``synthetic``,
+``human``, ``uncertain`` (``reason`` says why: the probability lies in the model's uncertain band, or the image is
+too small to judge) or ``error`` (``error`` says why; the input is listed in the run folder's ``skipped.csv``).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+import os
+import sys
+from collections import Counter
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from negate.data.dataset import PatchConfig
+from negate.data.decode import DecodeError, image_size
 from negate.data.records import ImageRecord
-from negate.data.scan import scan_images
-from negate.model_folder import LoadedModel, ModelFolderError, load_model, resolve_ckpt
+from negate.errors import InputError
+from negate.inputs import as_paths, collect_inputs
+from negate.model_folder import LoadedModel, ModelFolderError, load_model
 from negate.pipeline import FeatureRunner, build_families, feature_names
+from negate.registry import model_roots, resolve_ckpt
 from negate.tables import print_predictions
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("table", "csv", "json")
+OUTPUTS = ("table", "csv", "json", "jsonl")
+COLUMNS = ("path", "prob_synthetic", "verdict", "reason", "error")
+VERDICTS = ("synthetic", "human", "uncertain")
+MIN_SIDE = 32  # default of ``min_side``: below this many pixels on the shorter side an image is too small to judge
 
 
 class NothingScoredError(RuntimeError):
     """No input could be scored."""
 
 
-def load_checked_model(ckpt: str, models_dir: str, allow_remote_code: bool = False) -> tuple[LoadedModel, list]:
+def load_checked_model(ckpt: str, roots, allow_remote_code: bool = False) -> tuple[LoadedModel, list]:
     """Load a model folder and rebuild its feature families, refusing any mismatch with the current code.
 
-    A shared folder must not switch on hub remote code by itself: a saved ``trust_remote_code: true`` is refused
-    unless the user passes ``allow_remote_code=true``.
+    ``roots``: where ``latest`` and bare names are looked up (see :mod:`negate.registry`). A shared folder must not
+    switch on hub remote code by itself: a saved ``trust_remote_code: true`` is refused unless the user passes
+    ``allow_remote_code=true``.
     """
     built: dict = {}
-    folder = resolve_ckpt(ckpt, models_dir)
+    folder = resolve_ckpt(ckpt, roots)
 
     def expected(pipeline: dict) -> list[str]:
         if (pipeline.get("encoder") or {}).get("trust_remote_code") and not allow_remote_code:
@@ -41,9 +59,12 @@ def load_checked_model(ckpt: str, models_dir: str, allow_remote_code: bool = Fal
                                    "pass allow_remote_code=true if you trust that repository")
         try:
             families = build_families(pipeline, model_dir=str(folder))
-        except (KeyError, TypeError, ValueError, HydraException) as err:
+            PatchConfig(**pipeline["patches"])
+            int(pipeline["max_pixels"])
+            str(pipeline["reencode"])
+        except (KeyError, TypeError, ValueError, AttributeError, HydraException) as err:
             raise ModelFolderError(f"{folder}: its pipeline cannot be built by this code ({type(err).__name__}: "
-                                   f"{err})".splitlines()[0]) from None
+                                   f"{' '.join(str(err).split())})") from None
         versions = {f.name: str(f.version) for f in families}
         saved = pipeline.get("family_versions", {})
         if saved and saved != versions:
@@ -56,56 +77,158 @@ def load_checked_model(ckpt: str, models_dir: str, allow_remote_code: bool = Fal
     return model, built["families"]
 
 
-def collect_inputs(path: str | Path) -> tuple[list[ImageRecord], list[tuple[str, str]]]:
-    path = Path(path)
-    if path.is_dir():
-        result = scan_images(path)
-        return [ImageRecord(str(p)) for p in result.files], [(str(p), r) for p, r in result.skipped]
-    if not path.exists() and not path.is_symlink():
-        raise FileNotFoundError(f"no such file or folder: {path}")
-    return [ImageRecord(str(path))], []
+def _size_reason(path: str, min_side: int) -> str:
+    try:
+        width, height = image_size(path)
+    except DecodeError:
+        return ""
+    if min(width, height) < min_side:
+        return f"{width}x{height} image: under the {min_side} px minimum side, too small to judge"
+    return ""
 
 
-def predict(cfg: DictConfig) -> tuple[list[dict], LoadedModel]:
-    """One row per input: path, prob_synthetic, verdict, error."""
-    model, families = load_checked_model(cfg.ckpt, cfg.paths.models_dir, cfg.get("allow_remote_code", False))
-    records, skipped = collect_inputs(cfg.path)
-    runner = FeatureRunner(model.pipeline, cfg, families)
+def predict(cfg: DictConfig, paths=(), progress: bool = True) -> tuple[list[dict], LoadedModel]:
+    """One row per input of ``cfg.path`` and ``paths``, in order (see the module docstring)."""
+    given = [*as_paths(cfg.get("path")), *as_paths(paths)]
+    if not given:
+        raise InputError("no input: give files, folders or globs, e.g. negate infer photos/*.jpg")
+    model, families = load_checked_model(cfg.ckpt, model_roots(cfg), cfg.get("allow_remote_code", False))
+    inputs = collect_inputs(given)
+    records = [ImageRecord(p) for p, reason in inputs if not reason]
+    runner = FeatureRunner(model.pipeline, cfg, families, progress=progress)
     kept, table = runner.features(records) if records else ([], None)
     prob = model.detector.predict_proba(table.X)[:, 1] if kept else np.zeros(0)
-    verdicts = model.verdicts(prob)
-    rows = [{"path": records[i].path, "prob_synthetic": float(p), "verdict": v, "error": ""}
-            for i, p, v in zip(kept, prob, verdicts)]
-    failed = skipped + (runner.failures(records, table, kept) if records else [])
-    rows += [{"path": p, "prob_synthetic": None, "verdict": "error", "error": reason} for p, reason in failed]
+    scored = {records[i].path: (float(p), v) for i, p, v in zip(kept, prob, model.verdicts(prob))}
+    failed = dict(runner.failures(records, table, kept)) if records else {}
+    lo, hi = model.uncertain
+    min_side = int(cfg.get("min_side", MIN_SIDE))
+    rows = []
+    for path, reason in inputs:
+        if path in scored:
+            p, verdict = scored[path]
+            why = _size_reason(path, min_side)
+            if why:
+                verdict = "uncertain"
+            elif verdict == "uncertain":
+                why = f"p in the uncertain band [{lo:.3f}, {hi:.3f})"
+            rows.append({"path": path, "prob_synthetic": p, "verdict": verdict, "reason": why, "error": ""})
+        else:
+            error = reason or failed.get(path, "not extracted")
+            rows.append({"path": path, "prob_synthetic": None, "verdict": "error", "reason": "", "error": error})
     return rows, model
 
 
-def write_rows(rows: list[dict], fmt: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _csv_value(value):
+    return "" if value is None else value
+
+
+def format_rows(rows: list[dict], fmt: str) -> str:
+    """``rows`` as csv (header from the row keys), json (one list) or jsonl (one object per line)."""
     if fmt == "json":
-        path.write_text(json.dumps(rows, indent=1))
+        return json.dumps(rows, indent=1) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(row) + "\n" for row in rows)
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: _csv_value(v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+def write_rows(rows: list[dict], fmt: str, target: Path | TextIO) -> None:
+    """Write to a file (through a temporary file and a rename) or to a stream such as ``sys.stdout``."""
+    text = format_rows(rows, fmt)
+    if not isinstance(target, (str, os.PathLike)):
+        try:
+            target.write(text)
+            target.flush()
+        except BrokenPipeError:  # `negate infer ... | head`: the reader has all it wants
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, target.fileno())
         return
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "prob_synthetic", "verdict", "error"])
-        writer.writeheader()
-        writer.writerows(rows)
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
-def infer(cfg: DictConfig, run_dir: Path) -> list[dict]:
-    if cfg.output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {cfg.output!r}")
-    rows, model = predict(cfg)
-    print_predictions(rows, limit=cfg.get("print_limit"))
-    if cfg.output != "table":
-        target = Path(cfg.output_file) if cfg.get("output_file") else run_dir / f"predictions.{cfg.output}"
-        write_rows(rows, cfg.output, target)
-        print(f"wrote {len(rows)} rows to {target}")
+def write_skipped_rows(rows: list[dict], path: Path) -> int:
+    skipped = [r for r in rows if r["error"]]
+    if skipped:
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["path", "reason"])
+            writer.writerows((r["path"], r["error"]) for r in skipped)
+    return len(skipped)
+
+
+def summary(rows: list[dict], model: LoadedModel, skipped_csv: Path, min_side: int) -> str:
+    counts = Counter(r["verdict"] for r in rows)
+    scored = sum(counts[v] for v in VERDICTS)
+    lines = [f"{scored} scored ({', '.join(f'{counts[v]} {v}' for v in VERDICTS)}), {counts['error']} skipped"
+             + (f": see {skipped_csv}" if counts["error"] else "")]
+    lo, hi = model.uncertain
+    lines.append(f"model {model.folder}: synthetic when p >= {model.threshold:.3f}; uncertain when p is in "
+                 f"[{lo:.3f}, {hi:.3f}) or the image is under {min_side} px on its shorter side")
+    return "\n".join(lines)
+
+
+def is_quiet(value) -> bool:
+    """``quiet=auto``: quiet when stdout is not a terminal (piped or redirected)."""
+    if str(value).lower() == "auto":
+        return not sys.stdout.isatty()
+    return str(value).lower() in ("true", "1", "yes")
+
+
+def quiet_console_logs() -> None:
+    """Only warnings and errors on the console; the run folder's log file keeps everything."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+
+
+def output_format(output: str, output_file) -> str:
+    """``output``, or for ``output=table output_file=x.csv`` the format the file's suffix names (a file asked for is
+    never silently not written)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if output != "table" or output_file in (None, ""):
+        return output
+    suffix = Path(str(output_file)).suffix.lstrip(".").lower()
+    if suffix in OUTPUTS[1:]:
+        return suffix
+    raise ValueError(f"output_file={output_file} needs output=csv|json|jsonl (or a .csv/.json/.jsonl name)")
+
+
+def infer(cfg: DictConfig, run_dir: Path, paths=()) -> list[dict]:
+    output_file = cfg.get("output_file")
+    fmt = output_format(cfg.output, output_file)
+    to_stdout = fmt != "table" and str(output_file if output_file is not None else "-") in ("-", "")
+    quiet = is_quiet(cfg.get("quiet", "auto"))
+    if quiet:
+        quiet_console_logs()
+    rows, model = predict(cfg, paths, progress=not quiet)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_rows(rows, "csv", run_dir / "predictions.csv")
+    skipped_csv = run_dir / "skipped.csv"
+    write_skipped_rows(rows, skipped_csv)
+    text = summary(rows, model, skipped_csv, int(cfg.get("min_side", MIN_SIDE)))
+    if to_stdout:
+        write_rows(rows, fmt, sys.stdout)
+        print(text, file=sys.stderr)
+    else:
+        print_predictions(rows, limit=cfg.get("print_limit"))
+        if fmt != "table":
+            write_rows(rows, fmt, Path(output_file))
+            print(f"wrote {len(rows)} rows to {output_file}")
+        print(text)
     errors = [r for r in rows if r["error"]]
-    scored = len(rows) - len(errors)
-    print(f"model {model.folder}: {scored} scored, {len(errors)} failed "
-          f"(threshold {model.threshold:.3f}, uncertain band [{model.uncertain[0]:.3f}, {model.uncertain[1]:.3f}))")
-    if scored == 0:
-        raise NothingScoredError(f"none of the {len(rows)} inputs under {cfg.path} could be scored"
+    if len(errors) == len(rows):
+        where = ", ".join(as_paths(cfg.get("path")) + as_paths(paths))
+        raise NothingScoredError(f"none of the {len(rows)} inputs ({where[:200]}) could be scored"
                                  + (f"; first error: {errors[0]['path']}: {errors[0]['error']}" if errors else ""))
     return rows

@@ -1,9 +1,10 @@
-"""A trained detector on disk: ``outputs/models/<YYYYMMDD_HHMMSS>/``.
+"""A trained detector on disk: ``$NEGATE_HOME/models/<YYYYMMDD_HHMMSS>/`` (or ``<model_name>/``).
 
 Contents (no pickle anywhere): the detector's own files (XGBoost UBJ, safetensors), ``model.json`` (detector kind,
 parameters, fitted state, decision threshold, uncertain band, ordered feature names, schema version),
 ``pipeline.yaml`` (the resolved feature pipeline: families, encoder, autoencoder, patches, data normalisation),
-``metrics.json``, ``MODEL_CARD.md`` and ``checksums.sha256``. Loading refuses a folder whose files do not match their
+``metrics.json``, ``training_images.sha256`` (the sha256 of every training and validation image, so ``evaluate`` can
+tell when it is shown images the model was fitted on), ``MODEL_CARD.md`` and ``checksums.sha256``. Loading refuses a folder whose files do not match their
 checksums, that lacks a listed file, or whose schema version or feature names differ from what this code computes.
 """
 
@@ -27,6 +28,7 @@ MODEL_JSON = "model.json"
 PIPELINE_YAML = "pipeline.yaml"
 METRICS_JSON = "metrics.json"
 CARD = "MODEL_CARD.md"
+TRAINING_IMAGES = "training_images.sha256"
 
 
 class ModelFolderError(Exception):
@@ -56,14 +58,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def new_model_dir(models_root: str | Path) -> Path:
+def new_model_dir(models_root: str | Path, name: str | None = None) -> Path:
+    """Create a new, empty model folder: ``<root>/<name>``, or ``<root>/<YYYYMMDD_HHMMSS>[_n]``. Creation is atomic
+    (``mkdir`` without ``exist_ok``), so two trainings finishing in the same second never share a folder."""
     root = Path(models_root)
+    root.mkdir(parents=True, exist_ok=True)
+    if name:
+        if Path(name).name != name or name.startswith("."):
+            raise ModelFolderError(f"model_name must be a plain folder name, got {name!r}")
+        try:
+            (root / name).mkdir()
+        except FileExistsError:
+            raise ModelFolderError(f"a model named {name!r} already exists in {root}: choose another model_name") from None
+        return root / name
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-    folder, n = root / stamp, 1
-    while folder.exists():
-        folder, n = root / f"{stamp}_{n}", n + 1
-    folder.mkdir(parents=True)
-    return folder
+    for n in range(10_000):
+        folder = root / (stamp if n == 0 else f"{stamp}_{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise ModelFolderError(f"cannot create a new model folder in {root}")
 
 
 def save_model(
@@ -75,14 +91,19 @@ def save_model(
     uncertain: tuple[float, float],
     metrics: dict,
     card: dict,
+    extra_files: dict[str, str] | None = None,
     artefacts: dict[str, Path] | None = None,
 ) -> Path:
-    """Write every artefact, then the checksums, then the card that lists them. ``artefacts`` maps a file name in
-    the folder to a file to copy there (e.g. fine-tuned network weights the pipeline loads from ``@model``)."""
+    """Write every artefact, then the checksums, then the card that lists them. ``extra_files``: name -> text
+    (e.g. ``training_images.sha256``); ``artefacts``: name -> a file to copy into the folder (e.g. fine-tuned
+    network weights the pipeline loads from ``@model``)."""
     import shutil
 
     folder = Path(folder)
     files = list(detector.save(folder))
+    for name, text in (extra_files or {}).items():
+        (folder / name).write_text(text)
+        files.append(name)
     for name, source in (artefacts or {}).items():
         shutil.copyfile(source, folder / name)
         files.append(name)
@@ -137,15 +158,11 @@ def _card_text(folder: Path, detector: Detector, info: dict, metrics: dict, card
     return "\n".join(lines) + "\n"
 
 
-def resolve_ckpt(ckpt: str | Path, models_root: str | Path) -> Path:
-    """``latest`` -> newest folder under ``models_root``; otherwise the given path."""
-    if str(ckpt) == "latest":
-        root = Path(models_root)
-        candidates = sorted(p for p in root.glob("*") if (p / MODEL_JSON).exists()) if root.exists() else []
-        if not candidates:
-            raise ModelFolderError(f"no trained model under {root}: run `negate train` first or pass ckpt=PATH")
-        return candidates[-1]
-    return Path(ckpt)
+def resolve_ckpt(ckpt: str | Path, models_root) -> Path:
+    """Kept for callers of earlier versions: see :func:`negate.registry.resolve_ckpt`."""
+    from negate.registry import resolve_ckpt as resolve
+
+    return resolve(ckpt, models_root)
 
 
 def verify_checksums(folder: Path) -> dict[str, str]:
@@ -207,3 +224,27 @@ def load_model(folder: str | Path, expected_names=None) -> LoadedModel:
     except (KeyError, TypeError, ValueError, OSError) as err:  # xgboost's XGBoostError is a ValueError
         raise ModelFolderError(f"{folder}: cannot load its detector ({type(err).__name__}: {err})".splitlines()[0]) from None
     return LoadedModel(folder, detector, pipeline, names, info["threshold"], tuple(info["uncertain"]), info)
+
+
+def read_training_images(folder: Path) -> dict[str, str] | None:
+    """``{sha256: split}`` of the images a model was trained and validated on; None for folders written before this
+    list existed. Read after :func:`load_model` verified the folder's checksums."""
+    path = Path(folder) / TRAINING_IMAGES
+    if not path.is_file():
+        return None
+    out = {}
+    for line in path.read_text().splitlines():
+        digest, _, split = line.partition("  ")
+        if len(digest) == 64:
+            out[digest] = split.strip() or "train"
+    return out
+
+
+def training_images_text(hashes_by_split: dict[str, list[str | None]]) -> str:
+    """``<sha256>  <split>`` per line, sorted, one line per distinct image."""
+    seen: dict[str, str] = {}
+    for split, hashes in hashes_by_split.items():
+        for h in hashes:
+            if h:
+                seen.setdefault(h, split)
+    return "".join(f"{h}  {s}\n" for h, s in sorted(seen.items()))

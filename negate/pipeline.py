@@ -19,7 +19,7 @@ from negate.data.index import hash_records
 from negate.data.records import ImageRecord, load_folder, load_manifest
 from negate.extract import FeatureTable, extract_features, pooled_names
 from negate.features.base import FeatureFamily
-from negate.paths import SAMPLE_DIR
+from negate.paths import SAMPLE_DIR, negate_home, unique_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,14 @@ def sample_dir() -> str:
 
 
 def register_resolvers() -> None:
+    """``${negate_sample_dir:}``, ``${negate_home:}`` ($NEGATE_HOME) and ``${negate_unique_dir:BASE}`` (a new run
+    folder ``BASE_<hex>``; cached per config, so a run and its sweep jobs resolve it once)."""
     if not OmegaConf.has_resolver("negate_sample_dir"):
         OmegaConf.register_new_resolver("negate_sample_dir", sample_dir)
+    if not OmegaConf.has_resolver("negate_home"):
+        OmegaConf.register_new_resolver("negate_home", lambda: str(negate_home()))
+    if not OmegaConf.has_resolver("negate_unique_dir"):
+        OmegaConf.register_new_resolver("negate_unique_dir", unique_run_dir, use_cache=True)
 
 
 register_resolvers()
@@ -145,12 +151,32 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def trainer_factory(trainer_cfg, extra_callbacks=()):
-    """Callable building a Lightning Trainer from the ``trainer`` config group."""
+def stderr_progress_bar():
+    """Lightning's progress bar, drawn on stderr: stdout carries results only (tables, CSV/JSON rows)."""
+    import contextlib
+    import sys
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    class StderrProgressBar(TQDMProgressBar):
+        def init_predict_tqdm(self):
+            with contextlib.redirect_stdout(sys.stderr):  # Lightning hands tqdm sys.stdout
+                return super().init_predict_tqdm()
+
+    return StderrProgressBar()
+
+
+def trainer_factory(trainer_cfg, extra_callbacks=(), progress: bool = True):
+    """Callable building a Lightning Trainer from the ``trainer`` config group; ``progress=False`` hides the bar."""
 
     def make(callbacks):
         quiet_lightning()
-        return instantiate(trainer_cfg, callbacks=[*callbacks, *extra_callbacks], _convert_="all")
+        callbacks = [*callbacks, *extra_callbacks]
+        if not progress:
+            return instantiate(trainer_cfg, callbacks=callbacks, enable_progress_bar=False, _convert_="all")
+        if trainer_cfg.get("enable_progress_bar", True):
+            callbacks.append(stderr_progress_bar())
+        return instantiate(trainer_cfg, callbacks=callbacks, _convert_="all")
 
     return make
 
@@ -158,7 +184,8 @@ def trainer_factory(trainer_cfg, extra_callbacks=()):
 class FeatureRunner:
     """Extracts features for records with one pipeline, any view, through the shared cache."""
 
-    def __init__(self, pipeline: dict, cfg: DictConfig, families: list[FeatureFamily] | None = None):
+    def __init__(self, pipeline: dict, cfg: DictConfig, families: list[FeatureFamily] | None = None,
+                 progress: bool = True):
         self.pipeline = pipeline
         self.families = families if families is not None else build_families(pipeline)
         self.patches = PatchConfig(**pipeline["patches"])
@@ -167,7 +194,7 @@ class FeatureRunner:
             families=self.families,
             patches=self.patches,
             cache_root=cfg.paths.cache_dir,
-            trainer_factory=trainer_factory(cfg.trainer),
+            trainer_factory=trainer_factory(cfg.trainer, progress=progress),
             batch_size=cfg.extract.batch_size,
             num_workers=cfg.extract.num_workers,
             max_pixels=pipeline["max_pixels"],

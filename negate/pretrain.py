@@ -27,4 +27,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from negate.entry import run
+
+    run("pretrain", sys.argv[1:], main)

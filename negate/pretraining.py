@@ -13,13 +13,12 @@ from omegaconf import DictConfig
 
 from negate.analysis import analyse_features, print_ranked_table
 from negate.pipeline import FeatureRunner, pipeline_from_cfg
-from negate.training import load_feature_set, write_skipped
+from negate.training import load_feature_set
 
 
 def pretrain(cfg: DictConfig, run_dir: Path) -> list[dict]:
     runner = FeatureRunner(pipeline_from_cfg(cfg), cfg)
-    fs = load_feature_set(cfg, runner)
-    write_skipped(run_dir, fs.skipped)
+    fs = load_feature_set(cfg, runner, run_dir)
     rows = analyse_features(fs.X, fs.y, fs.names, run_dir, groups=[r.generator for r in fs.records],
                             top_k=cfg.analysis.top_k, seed=cfg.seed)
     print_ranked_table(rows, n=cfg.analysis.print_rows)

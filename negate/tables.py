@@ -38,7 +38,9 @@ def print_predictions(rows: Sequence[dict], console: Console | None = None, limi
     shown = rows if limit is None else rows[:limit]
     for row in shown:
         prob = row.get("prob_synthetic")
-        verdict = row["verdict"] if not row.get("error") else f"error: {row['error']}"
+        verdict = f"error: {row['error']}" if row.get("error") else row["verdict"]
+        if row.get("reason") and not row.get("error"):
+            verdict += f" ({row['reason']})"
         table.add_row(row["path"], "-" if prob is None else f"{prob:.4f}", verdict)
     console = console or Console()
     console.print(table)

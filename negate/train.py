@@ -1,5 +1,7 @@
 """``python -m negate.train [overrides]``: extract features, fit a detector, write a dated model folder."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -20,4 +22,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    from negate.entry import run
+
+    run("train", sys.argv[1:], main)

@@ -23,10 +23,11 @@ from negate.data.patches import seed_from_key
 from negate.data.perturb import ROBUSTNESS_SUITE, random_view
 from negate.data.records import ImageRecord
 from negate.data.split import split_indices
+from negate.errors import InputError
 from negate.evaluation.cv import leave_one_group_out
 from negate.evaluation.metrics import binary_metrics
 from negate.evaluation.report import write_report
-from negate.model_folder import new_model_dir, save_model
+from negate.model_folder import TRAINING_IMAGES, ModelFolderError, new_model_dir, save_model, training_images_text
 from negate.pipeline import FeatureRunner, load_records, pipeline_from_cfg, protocol_signature
 from negate.run_logger import create_run_logger
 from negate.thresholds import choose_threshold, uncertain_band
@@ -66,27 +67,38 @@ def run_dir_from_hydra(cfg: DictConfig) -> Path:
         return path
 
 
+SHOWN_SKIPPED = 20
+
+
 def write_skipped(run_dir: Path, skipped: list[tuple[str, str]]) -> None:
+    """``skipped.csv`` in the run folder; each skipped image logged once (the first 20), then one summary line."""
     if not skipped:
         return
+    run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "skipped.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["path", "reason"])
         writer.writerows(skipped)
-    for path, reason in skipped[:20]:
+    for path, reason in skipped[:SHOWN_SKIPPED]:
         log.warning("skipped %s: %s", path, reason)
-    if len(skipped) > 20:
-        log.warning("... and %d more; all listed in %s", len(skipped) - 20, run_dir / "skipped.csv")
+    more = f" ({len(skipped) - SHOWN_SKIPPED} not shown above)" if len(skipped) > SHOWN_SKIPPED else ""
+    log.warning("%d skipped%s, see %s", len(skipped), more, run_dir / "skipped.csv")
 
 
-def load_feature_set(cfg: DictConfig, runner: FeatureRunner) -> FeatureSet:
+def load_feature_set(cfg: DictConfig, runner: FeatureRunner, run_dir: Path | None = None) -> FeatureSet:
+    """Features of the configured data; images that cannot be used are listed in ``run_dir/skipped.csv``."""
     records, scan_skipped = load_records(cfg.data)
     if any(r.label is None for r in records):
         raise ValueError("training data needs a label for every image")
-    kept, table = runner.features(records)
-    skipped = list(scan_skipped.items()) + runner.failures(records, table, kept)
+    kept, table = runner.features(records) if records else ([], None)
+    skipped = list(scan_skipped.items()) + (runner.failures(records, table, kept) if records else [])
+    if run_dir is not None:
+        write_skipped(run_dir, skipped)
     if not kept:
-        raise RuntimeError(f"none of the {len(records)} images could be read; see the reasons above")
+        first = f"; first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        listed = f"; all listed in {run_dir / 'skipped.csv'}" if run_dir is not None and skipped else ""
+        raise InputError(f"none of the {len(records)} images of data.path={cfg.data.get('path')} could be "
+                         f"read{first}{listed}")
     return FeatureSet([records[i] for i in kept], table.X, runner.names, skipped)
 
 
@@ -196,8 +208,9 @@ def _finetune_first(cfg: DictConfig, run_dir: Path) -> tuple[dict, FeatureRunner
     runner = FeatureRunner(pipeline, cfg)
     kept, table = runner.features(records)
     skipped = list(scan_skipped.items()) + runner.failures(records, table, kept)
+    write_skipped(run_dir, skipped)
     if not kept:
-        raise RuntimeError(f"none of the {len(records)} images could be read; see the reasons above")
+        raise InputError(f"none of the {len(records)} images of data.path={cfg.data.get('path')} could be read")
     fs = FeatureSet([records[i] for i in kept], table.X, runner.names, skipped)
     row_of = {r: j for j, r in enumerate(kept)}
     rows = {k: np.array([row_of[i] for i in v if i in row_of], dtype=int) for k, v in split.items()}
@@ -209,7 +222,11 @@ def train(cfg: DictConfig) -> dict:
     from negate.recipe import finetune_enabled
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ensure_writable(cfg.paths.models_dir)  # fail now, not after extraction and fitting
+    ensure_writable(cfg.paths.models_dir, "model folder", "paths.models_dir or NEGATE_HOME")  # fail now, not later
+    name = cfg.get("model_name")
+    if name and (Path(cfg.paths.models_dir) / str(name)).exists():
+        raise ModelFolderError(f"a model named {name!r} already exists in {cfg.paths.models_dir}: choose another "
+                               "model_name")
     run_dir = run_dir_from_hydra(cfg)
     artefacts: dict = {}
     if finetune_enabled(cfg):
@@ -218,12 +235,11 @@ def train(cfg: DictConfig) -> dict:
     else:
         pipeline = pipeline_from_cfg(cfg)
         runner = FeatureRunner(pipeline, cfg)
-        fs = load_feature_set(cfg, runner)
+        fs = load_feature_set(cfg, runner, run_dir)
         y = fs.y
         groups = [getattr(r, cfg.split.group_by) for r in fs.records] if cfg.split.group_by else None
         split = split_indices(y, groups, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
     pipeline["family_versions"] = {f.name: str(f.version) for f in runner.families}
-    write_skipped(run_dir, fs.skipped)
     tr, va, te = split["train"], split["val"], split["test"]
     log.info("split: %d train / %d val / %d test images", len(tr), len(va), len(te))
 
@@ -250,7 +266,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.eval.loso:
         metrics["loso"] = loso(cfg, runner, fs, run_dir, cfg.split.group_by or "source")
 
-    model_dir = new_model_dir(cfg.paths.models_dir)
+    model_dir = new_model_dir(cfg.paths.models_dir, cfg.get("model_name") or None)
     card = {
         "families": ", ".join(f.name for f in runner.families),
         "data": f"{cfg.data.kind} {cfg.data.path} ({len(fs.records)} images, {int(y.sum())} synthetic; "
@@ -270,7 +286,10 @@ def train(cfg: DictConfig) -> dict:
             f"pooled AUROC {lo['overall']['auroc']:.4f}; after JPEG q75 {lo['jpeg75']['auroc']:.4f}; "
             f"camera-photo FPR at fold thresholds {lo['camera_fpr_at_fold_thresholds']:.4f}"
         )
-    save_model(model_dir, detector, pipeline, fs.names, threshold, band, metrics, card, artefacts=artefacts)
+    hashes = runner.hashes(fs.records)
+    seen = training_images_text({"train": [hashes[i] for i in tr], "val": [hashes[i] for i in va]})
+    save_model(model_dir, detector, pipeline, fs.names, threshold, band, metrics, card, {TRAINING_IMAGES: seen},
+               artefacts=artefacts)
     _write_predictions(run_dir / "test_predictions.csv", [fs.records[i] for i in te], p_test)
 
     print_metrics_table(metrics, title=f"negate train: test split ({len(te)} images from unseen "

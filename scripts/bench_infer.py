@@ -182,7 +182,8 @@ def run_measured(cmd: list[str], log: Path, timeout: float) -> dict:
 
 def train_model(root: Path, overrides: list[str]) -> Path:
     out = root / "train"
-    cmd = [sys.executable, "-m", "negate.train", f"paths.output_dir={out}", *overrides]
+    cmd = [sys.executable, "-m", "negate.train", f"paths.output_dir={out}", f"paths.models_dir={out / 'models'}",
+           *overrides]
     print("training:", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return sorted((out / "models").iterdir())[-1]

@@ -1,12 +1,18 @@
-"""Shared test fixtures. Tests never touch the network, the dev set or the user's outputs/."""
+"""Shared test fixtures. Tests never touch the network, the dev set, the user's outputs/ or their NEGATE_HOME."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Models that tests train are registered here, never in ~/.local/share/negate. Set at import, before any fixture of any
+# scope runs; the subprocesses the tests start inherit it.
+_SESSION_HOME = tempfile.mkdtemp(prefix="negate-home-")
+os.environ["NEGATE_HOME"] = _SESSION_HOME
 
 from pathlib import Path
 
@@ -55,6 +61,20 @@ def write_manifest(root: Path, name: str = "MANIFEST.tsv") -> Path:
     manifest = root / name
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_negate_home():
+    yield Path(_SESSION_HOME)
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def negate_home(tmp_path, monkeypatch) -> Path:
+    """A NEGATE_HOME of this test's own (empty): for tests that look at which models are registered."""
+    home = tmp_path / "negate_home"
+    monkeypatch.setenv("NEGATE_HOME", str(home))
+    return home
 
 
 @pytest.fixture(scope="session")

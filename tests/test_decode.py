@@ -11,6 +11,7 @@ from negate.data.decode import (
     DecodeError,
     decode_image,
     has_image_extension,
+    image_size,
     read_file_bytes,
     sha256_bytes,
 )
@@ -110,6 +111,24 @@ def test_animation_gives_the_first_frame(corpus, name):
     root, _ = corpus
     arr = _rgb(decode_image(root / name))
     assert np.all(arr == bc.FRAME_COLOURS[0])
+
+
+@pytest.mark.parametrize("text", [
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>\n',
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<!-- drawn by hand -->\n<svg viewBox="0 0 1 1"></svg>\n',
+])
+def test_an_svg_is_called_svg_not_html(tmp_path, text):
+    (tmp_path / "logo.png").write_bytes(text)
+    with pytest.raises(DecodeError) as info:
+        decode_image(tmp_path / "logo.png")
+    assert "SVG" in info.value.reason and "HTML" not in info.value.reason
+
+
+def test_image_size_reads_the_header(tmp_path):
+    Image.new("RGB", (1, 3)).save(tmp_path / "thin.png")
+    assert image_size(tmp_path / "thin.png") == (1, 3)
+    with pytest.raises(DecodeError):
+        image_size(tmp_path / "missing.png")
 
 
 def test_cmyk_jpeg_becomes_rgb(corpus):

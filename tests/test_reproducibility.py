@@ -46,7 +46,8 @@ def data(tmp_path_factory) -> Path:
 
 
 def overrides(data: Path, out: Path, classifier: list[str]) -> list[str]:
-    return ["data=folder", f"data.path={data}", f"paths.output_dir={out}", "seed=3", *TINY, *classifier]
+    return ["data=folder", f"data.path={data}", f"paths.output_dir={out}", f"paths.models_dir={out / 'models'}", "seed=3",
+            *TINY, *classifier]
 
 
 def model_files(out: Path) -> dict[str, bytes]:

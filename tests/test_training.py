@@ -20,7 +20,8 @@ register_resolvers()
 def cfg_for(folder, out, *overrides):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=[
-            "data=folder", f"data.path={folder}", f"paths.output_dir={out}", "feature=[spectral]",
+            "data=folder", f"data.path={folder}", f"paths.output_dir={out}", f"paths.models_dir={out}/models",
+            "feature=[spectral]",
             "encoder=none", "classifier=xgboost", "patches.size=64", "patches.count=1", "eval.n_boot=20",
             "classifier.n_estimators=30", *overrides])
 

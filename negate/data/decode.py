@@ -153,6 +153,17 @@ _UNSUPPORTED_SIGNATURES = [
 ]
 
 
+def _text_kind(text: str) -> str:
+    """What a text file that was passed as an image is: SVG (vector graphics, not supported), HTML, XML or text."""
+    if re.search(r"<svg[\s>]", text, re.I) or re.match(r"\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<!doctype\s+svg", text, re.I | re.S):
+        return "an SVG (vector graphics; only raster images are supported)"
+    if re.match(r"\s*<(!doctype\s+html|html|head|body)", text, re.I):
+        return "HTML"
+    if re.match(r"\s*<\?xml", text, re.I):
+        return "XML"
+    return "text"
+
+
 def _describe_content(data: bytes) -> str:
     head = data[:256]
     try:
@@ -160,8 +171,7 @@ def _describe_content(data: bytes) -> str:
     except UnicodeDecodeError:
         text = None
     if text is not None and text.strip() and all(c.isprintable() or c in "\r\n\t" for c in text):
-        kind = "HTML" if re.match(r"\s*<(!doctype\s+html|html|head|body|\?xml|svg)", text, re.I) else "text"
-        return f"file is {kind}, not an image (starts with {' '.join(text.split())[:40]!r})"
+        return f"file is {_text_kind(text)}, not an image (starts with {' '.join(text.split())[:40]!r})"
     for kind, matches in _UNSUPPORTED_SIGNATURES:
         if matches(data):
             return f"{kind} files are not supported (only JPEG/PNG/GIF/WebP/BMP/TIFF)"
@@ -287,6 +297,15 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return im.convert("RGB")
     except ValueError as e:
         raise DecodeError(f"unsupported pixel mode {mode!r}") from e
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` as stored in the file's header (nothing is decoded), or ``DecodeError``."""
+    path = Path(path)
+    data = read_file_bytes(path)
+    if not data:
+        raise DecodeError("empty file (0 bytes)", path)
+    return _open(data, path).size
 
 
 def decode_image(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -11,7 +11,8 @@ log = logging.getLogger(__name__)
 
 
 def hash_records(records: list[ImageRecord]) -> tuple[list[str | None], dict[str, str]]:
-    """sha256 of each record's file bytes (None where the file cannot be read) and the reasons for those."""
+    """sha256 of each record's file bytes (None where the file cannot be read) and the reasons for those; not logged
+    here: the command that asked lists them once."""
     hashes: list[str | None] = []
     failed: dict[str, str] = {}
     for record in records:
@@ -19,8 +20,8 @@ def hash_records(records: list[ImageRecord]) -> tuple[list[str | None], dict[str
             hashes.append(sha256_bytes(read_file_bytes(record.path)))
         except DecodeError as err:
             hashes.append(None)
-            failed[record.path] = str(err)
-            log.warning("skipping %s: %s", record.path, err)
+            failed[record.path] = str(err)  # reported once, by the command (skipped.csv and its summary)
+            log.debug("cannot read %s: %s", record.path, err)
     return hashes, failed
 
 

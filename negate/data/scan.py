@@ -123,7 +123,7 @@ def scan_labelled(root, extensions=IMAGE_EXTENSIONS) -> tuple[list[tuple[Path, i
     Aliases (case-insensitive): ``human/`` for real, ``synthetic/`` and ``ai/`` for fake. One class alone is allowed
     (e.g. scoring a folder of photos); neither is an error. A file linked into both classes is an error; one linked
     under two aliases of the same class is listed once.
-    Returns ``(items, skipped)``; skipped entries are also logged as warnings.
+    Returns ``(items, skipped)``; the command that asked reports the skipped entries (once, with its summary).
     """
     root = Path(root)
     if not root.is_dir():
@@ -141,15 +141,12 @@ def scan_labelled(root, extensions=IMAGE_EXTENSIONS) -> tuple[list[tuple[Path, i
     for directory, label in label_dirs:
         scanned = scan_images(directory, extensions)
         skipped.extend(scanned.skipped)
-        for path, reason in scanned.skipped:
-            log.warning("skipped %s: %s", path, reason)
         for path in scanned.files:
             real = path.resolve()
             if real in labels_by_file:
                 if labels_by_file[real] != label:
                     raise ValueError(f"{path} is the same file as one labelled {labels_by_file[real]} (linked into both)")
                 skipped.append((path, "same file already listed under another alias folder"))
-                log.warning("skipped %s: same file already listed under another alias folder", path)
                 continue
             labels_by_file[real] = label
             items.append((path, label))

@@ -96,12 +96,14 @@ def write_report(
     n_boot: int = 1000,
     camera: Sequence[bool] | None = None,
     seed: int = 0,
+    warnings: Sequence[str] = (),
 ) -> dict:
     """Score predictions and write ``report.md``, ``metrics.json`` and plots into ``out_dir``.
 
     ``meta`` holds per-row sequences under any of "generator", "source", "format", "path" (other keys are
     ignored); each present key adds its breakdown. ``robustness`` maps a perturbation name to ``(y, prob)``
-    scored on the perturbed images. ``extra`` (JSON-serialisable) is stored as is. Returns the metrics dict
+    scored on the perturbed images. ``extra`` (JSON-serialisable) is stored as is. ``warnings`` are shown at the top
+    of the report (e.g. evaluation images the model was trained on). Returns the metrics dict
     (NaN where undefined; metrics.json writes those as null).
     """
     out = Path(out_dir)
@@ -143,6 +145,8 @@ def write_report(
             metrics["camera_fpr"] = {"fpr": k / n, "n": n, "fpr_lo": lo, "fpr_hi": hi}
     if extra:
         metrics["extra"] = dict(extra)
+    if warnings:
+        metrics["warnings"] = list(warnings)
 
     metrics["plots"] = _write_plots(out, y, p, threshold, metrics, title)
     (out / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2))
@@ -173,6 +177,7 @@ def _render_markdown(m: dict) -> str:
     o, ci = m["overall"], m["ci"]
     parts = [
         f"# {m['title']}\n",
+        *[f"> **Warning:** {w}.\n" for w in m.get("warnings", [])],
         f"{o['n']} images ({o['n_pos']} AI-generated, {o['n_neg']} real); an image is called AI-generated when "
         f"p >= {m['threshold']:.3f}. Intervals: 95% percentile bootstrap, {m['n_boot']} stratified resamples.\n",
         "## Main metrics\n",

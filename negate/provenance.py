@@ -339,20 +339,21 @@ def _photoshop_iim(irb: bytes) -> bytes:
 _PNG_TEXT_TYPES = {b"tEXt", b"zTXt", b"iTXt"}
 
 
-def _png_text(ctype: bytes, payload: bytes) -> tuple[str, bytes, bool] | None:
-    """(key, text bytes, cut) of a tEXt/zTXt/iTXt chunk, or None when malformed."""
+def _png_text(ctype: bytes, payload: bytes) -> tuple[str, bytes, int, bool] | None:
+    """(key, text bytes, cap, whether cut at the cap) of a tEXt/zTXt/iTXt chunk, or None when malformed."""
     nul = payload.find(b"\x00", 0, 80)
     if nul < 1:
         return None
     key = payload[:nul].decode("latin-1")
+    cap = MAX_XMP_BYTES if key == "XML:com.adobe.xmp" else MAX_TEXT_BYTES
     rest = payload[nul + 1 :]
     if ctype == b"tEXt":
-        return key, rest[:MAX_TEXT_BYTES], len(rest) > MAX_TEXT_BYTES
+        return key, rest[:cap], cap, len(rest) > cap
     if ctype == b"zTXt":
         if not rest or rest[0] != 0:
             return None
-        out, cut = _inflate(rest[1:], MAX_TEXT_BYTES)
-        return key, out, cut
+        out, cut = _inflate(rest[1:], cap)
+        return key, out, cap, cut
     if len(rest) < 2:  # iTXt: compression flag, method, language\0, translated key\0, text
         return None
     flag, method = rest[0], rest[1]
@@ -364,9 +365,9 @@ def _png_text(ctype: bytes, payload: bytes) -> tuple[str, bytes, bool] | None:
     if flag:
         if method != 0:
             return None
-        out, cut = _inflate(text, MAX_TEXT_BYTES)
-        return key, out, cut
-    return key, text[:MAX_TEXT_BYTES], len(text) > MAX_TEXT_BYTES
+        out, cut = _inflate(text, cap)
+        return key, out, cap, cut
+    return key, text[:cap], cap, len(text) > cap
 
 
 def _raw_profile(text: bytes, cap: int) -> bytes:
@@ -412,9 +413,9 @@ def _scan_png(data: bytes, col: _Collector) -> None:
                     col.note(f"PNG {name} chunk does not inflate ({e})")
                     parsed = None
                 if parsed is not None:
-                    key, text, cut = parsed
+                    key, text, cap, cut = parsed
                     if key == "XML:com.adobe.xmp":
-                        col.xmp.append(text[:MAX_XMP_BYTES])
+                        col.xmp.append(text)
                     elif key.startswith("Raw profile type "):
                         kind = key[len("Raw profile type ") :].lower()
                         if kind == "xmp":
@@ -427,7 +428,7 @@ def _scan_png(data: bytes, col: _Collector) -> None:
                         col.png_texts.append((key, text.decode("utf-8" if ctype == b"iTXt" else "latin-1",
                                                                errors="replace")))
                     if cut:
-                        col.note(f"PNG {name} chunk {key!r} read up to {MAX_TEXT_BYTES} bytes")
+                        col.note(f"PNG {name} chunk {key!r} read up to {cap} bytes")
         i = end + 4
         if ctype == b"IEND":
             break

@@ -223,3 +223,24 @@ def sign_c2pa(asset: bytes, mime: str, chain_pem: bytes, key_pem: bytes, manifes
         out = io.BytesIO()
         builder.sign(signer, mime, io.BytesIO(asset), out)
         return out.getvalue()
+
+
+def sign_c2pa_edit_of(parent: bytes, asset: bytes, chain_pem: bytes, key_pem: bytes) -> bytes:
+    """``asset`` (JPEG) signed as an edit (``c2pa.opened`` + a colour adjustment) of the signed JPEG ``parent``: the
+    AI declaration then lives only in the ingredient's manifest."""
+    import c2pa
+
+    manifest = {"claim_generator_info": [{"name": "negate-test-editor", "version": "2.0"}], "title": "edited",
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+                    {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
+                    {"action": "c2pa.color_adjustments"}]}}]}
+    info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain_pem, key_pem, None)
+    settings = {"verify": {"verify_after_sign": False, "remote_manifest_fetch": False, "ocsp_fetch": False},
+                "builder": {"thumbnail": {"enabled": False}}}
+    with c2pa.Context.from_dict(settings) as ctx, c2pa.Signer.from_info(info) as signer, \
+            c2pa.Builder(manifest, ctx) as builder:
+        builder.add_ingredient({"title": "parent.jpg", "relationship": "parentOf", "label": "parent"}, "image/jpeg",
+                               io.BytesIO(parent))
+        out = io.BytesIO()
+        builder.sign(signer, "image/jpeg", io.BytesIO(asset), out)
+        return out.getvalue()

@@ -382,6 +382,11 @@ def _raw_profile(text: bytes, cap: int) -> bytes:
         return b""
 
 
+def _chunk_name(ctype: bytes) -> str:
+    name = ctype.decode("latin-1")
+    return f"a {name.strip()} chunk" if re.fullmatch(r"[A-Za-z0-9 ]{4}", name) else "a chunk with a corrupt type"
+
+
 def _scan_png(data: bytes, col: _Collector) -> None:
     """Chunks from the signature to IEND; IDAT payloads are skipped by their length, never inflated."""
     n, i, chunks, texts = len(data), 8, 0, 0
@@ -392,7 +397,7 @@ def _scan_png(data: bytes, col: _Collector) -> None:
         length, ctype = _be32(data, i), data[i + 4 : i + 8]
         start, end = i + 8, i + 8 + length
         if end + 4 > n:
-            col.note(f"PNG ends inside a {ctype.decode('latin-1')!r} chunk (truncated)")
+            col.note(f"PNG ends inside {_chunk_name(ctype)} (truncated)")
             break
         chunks += 1
         if chunks % 1024 == 0:
@@ -440,7 +445,7 @@ def _scan_webp(data: bytes, col: _Collector) -> None:
         ctype, size = data[i : i + 4], struct.unpack_from("<I", data, i + 4)[0]
         start, end = i + 8, i + 8 + size
         if end > n:
-            col.note(f"WebP ends inside a {ctype.decode('latin-1')!r} chunk (truncated)")
+            col.note(f"WebP ends inside {_chunk_name(ctype)} (truncated)")
             break
         chunks += 1
         if chunks % 1024 == 0:

@@ -34,7 +34,7 @@ Bounded work on hostile files: a file over ``max_bytes`` (default: an uncompress
 ``DEFAULT_MAX_PIXELS``) is refused; only container structure and metadata blocks are parsed, pixels are never decoded;
 each XMP packet, text chunk and EXIF block is capped (decompression included); every loop checks the deadline
 ``timeout_s``; the C2PA library runs only when the container holds a manifest, in a thread the caller stops waiting for
-at the deadline. Nothing here raises on bad input: problems become a one-line ``Provenance.error`` note.
+at the deadline (at most ``MAX_C2PA_IN_FLIGHT`` such reads run at once; the native call cannot be interrupted). Nothing here raises on bad input: problems become a one-line ``Provenance.error`` note.
 """
 
 from __future__ import annotations
@@ -666,7 +666,9 @@ def _read_exif(where: str, raw: bytes, col: _Collector, tiff_file: bool = False)
 
 # ---------------------------------------------------------------------------------------------------------- C2PA
 
+MAX_C2PA_IN_FLIGHT = 4  # C2PA reads running at once, abandoned ones included: a flood of slow manifests stays bounded
 _c2pa_lock = threading.Lock()
+_c2pa_slots = threading.BoundedSemaphore(MAX_C2PA_IN_FLIGHT)
 _c2pa_state: dict = {}
 
 
@@ -808,6 +810,10 @@ def _read_c2pa(data: bytes, container: str, col: _Collector) -> None:
     if problem:
         col.note(problem)
     result: dict = {}
+    if not _c2pa_slots.acquire(timeout=max(0.0, min(1.0, col.deadline - time.monotonic()))):
+        col.add("c2pa", "c2pa: manifest present, not validated (reader busy with earlier slow manifests)")
+        col.note("c2pa reader busy")
+        return
 
     def work():
         try:
@@ -816,9 +822,15 @@ def _read_c2pa(data: bytes, container: str, col: _Collector) -> None:
                 result["store"] = json.loads(reader.json())
         except BaseException as e:  # noqa: BLE001 - reported below, whatever the native side raised
             result["error"] = e
+        finally:
+            _c2pa_slots.release()
 
     worker = threading.Thread(target=work, name="negate-c2pa-reader", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except BaseException:  # e.g. RuntimeError: can't start new thread
+        _c2pa_slots.release()
+        raise
     worker.join(max(0.0, col.deadline - time.monotonic()))
     if worker.is_alive():  # the native call cannot be interrupted; it finishes in the background
         col.add("c2pa", "c2pa: manifest present, not validated within the time limit")

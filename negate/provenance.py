@@ -34,7 +34,8 @@ Bounded work on hostile files: a file over ``max_bytes`` (default: an uncompress
 ``DEFAULT_MAX_PIXELS``) is refused; only container structure and metadata blocks are parsed, pixels are never decoded;
 each XMP packet, text chunk and EXIF block is capped (decompression included); every loop checks the deadline
 ``timeout_s``; the C2PA library runs only when the container holds a manifest, in a thread the caller stops waiting for
-at the deadline (at most ``MAX_C2PA_IN_FLIGHT`` such reads run at once; the native call cannot be interrupted). Nothing here raises on bad input: problems become a one-line ``Provenance.error`` note.
+at the deadline (at most ``MAX_C2PA_IN_FLIGHT`` such reads run at once; the native call cannot be interrupted).
+Nothing here raises on bad input: problems become a one-line ``Provenance.error`` note.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ MAX_GENERIC_SCAN_BYTES = 16 * 2**20  # containers without a parser here: XMP pac
 MAX_EVIDENCE_CHARS = 240
 TRUST_ANCHORS_ENV = "NEGATE_C2PA_TRUST_ANCHORS"
 
-# IPTC digital source types that declare generation by a trained model (http://cv.iptc.org/newscodes/digitalsourcetype/).
+# IPTC digital source types that declare generation by a trained model
+# (terms of http://cv.iptc.org/newscodes/digitalsourcetype/).
 AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"})
 _AI_SOURCE_TYPES_LOWER = {t.lower(): t for t in AI_SOURCE_TYPES}
 
@@ -212,26 +214,28 @@ class _Collector:
 # ---------------------------------------------------------------------------------------------------- reading
 
 def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, opened once: non-blocking (a FIFO cannot hang us), checked on the open descriptor."""
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
+        if isinstance(e, IsADirectoryError):
+            raise _Unreadable("is a directory, not a file") from e
         raise _Unreadable(_stat_error_reason(path, e)) from e
     except ValueError as e:  # an embedded NUL byte
         raise _Unreadable(f"invalid path ({e})") from e
-    if stat.S_ISDIR(st.st_mode):
-        raise _Unreadable("is a directory, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise _Unreadable("not a regular file (FIFO, socket or device)")
-    if st.st_size > max_bytes:
-        raise _Unreadable(f"file is {st.st_size} bytes, above the {max_bytes}-byte limit for provenance reading")
-    try:
-        with open(path, "rb") as f:
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise _Unreadable("is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise _Unreadable("not a regular file (FIFO, socket or device)")
+        if st.st_size > max_bytes:
+            raise _Unreadable(f"file is {st.st_size} bytes, above the {max_bytes}-byte limit for provenance reading")
+        try:
             data = f.read(max_bytes + 1)
-    except IsADirectoryError as e:
-        raise _Unreadable("is a directory, not a file") from e
-    except OSError as e:
-        raise _Unreadable(_stat_error_reason(path, e)) from e
-    if len(data) > max_bytes:  # grew between stat and read
+        except OSError as e:
+            raise _Unreadable(f"cannot read file: {e.strerror or e}") from e
+    if len(data) > max_bytes:  # grew since fstat
         raise _Unreadable(f"file is above the {max_bytes}-byte limit for provenance reading")
     return data
 
@@ -459,18 +463,21 @@ def _scan_webp(data: bytes, col: _Collector) -> None:
         i = end + (size & 1)
 
 
-_XMP_START = re.compile(rb"<x:xmpmeta\b|<x:xapmeta\b|<rdf:RDF\b")
+_XMP_STARTS = (b"<x:xmpmeta", b"<x:xapmeta", b"<rdf:RDF")
 
 
-def _scan_generic(data: bytes, col: _Collector) -> None:
-    """Containers without a parser here: the first XMP packet within the first MAX_GENERIC_SCAN_BYTES."""
-    head = data[:MAX_GENERIC_SCAN_BYTES]
-    m = _XMP_START.search(head)
-    if m:
-        end = head.find(b"</x:xmpmeta>", m.start())
-        end = head.find(b"</rdf:RDF>", m.start()) if end < 0 else end
-        stop = len(head) if end < 0 else end + 12
-        col.xmp.append(head[m.start() : min(stop, m.start() + MAX_XMP_BYTES)])
+def _scan_generic(data: bytes, col: _Collector, xmp: bool = True) -> None:
+    """Containers without a parser here: the first XMP packet within the first MAX_GENERIC_SCAN_BYTES, and whether a
+    C2PA manifest store (its JUMBF description box) is anywhere in the file."""
+    if xmp:
+        head = data[:MAX_GENERIC_SCAN_BYTES]
+        starts = [at for at in (head.find(mark) for mark in _XMP_STARTS) if at >= 0]
+        if starts:
+            start = min(starts)
+            end = head.find(b"</x:xmpmeta>", start)
+            end = head.find(b"</rdf:RDF>", start) if end < 0 else end
+            stop = len(head) if end < 0 else end + 12
+            col.xmp.append(head[start : min(stop, start + MAX_XMP_BYTES)])
     if _C2PA_JUMD in data:
         col.c2pa_blocks = True
 
@@ -864,7 +871,9 @@ def read_provenance_bytes(data: bytes, path: str = "", *, timeout_s: float = DEF
             _scan_png(data, col)
         elif container == "webp":
             _scan_webp(data, col)
-        else:
+        elif container == "tiff":  # XMP (tag 700) and IIM (33723) come from its IFD0 below
+            _scan_generic(data, col, xmp=False)
+        elif container != "bmp":  # BMP has no metadata blocks
             _scan_generic(data, col)
         col.check_time()
         if container == "tiff":

@@ -1,4 +1,4 @@
-"""``negate provenance PATH...``: what files say about their own origin (C2PA, IPTC, PNG text, EXIF); no model, no pixels.
+"""``negate provenance PATH...``: what files say about their origin (C2PA, IPTC, PNG text, EXIF); no model, no pixels.
 
     negate provenance photo.jpg renders/ 'downloads/**/*.png' [-o table|csv|json|jsonl] [--timeout S] [--max-bytes N]
     python -m negate.provenance_cmd ...      (the same)
@@ -45,9 +45,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-                epilog="A verified C2PA declaration of AI generation is the only evidence that changes an infer verdict "
-                       "(to 'synthetic (declared)'); the rest is shown beside it, and no metadata is not evidence of "
-                       "anything.")
+                epilog="A verified C2PA declaration of AI generation is the only evidence that changes an infer "
+                       "verdict (to 'synthetic (declared)'); the rest is shown beside it, and no metadata is not "
+                       "evidence of anything.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or glob patterns")
     p.add_argument("-o", "--output", choices=OUTPUTS, default=None,
                    help="table (default on a terminal), csv (default otherwise), json or jsonl")

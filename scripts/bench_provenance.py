@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -59,10 +60,11 @@ def built_files(folder: Path) -> list[Path]:
     blobs = {
         "xmp.jpg": pc.encode(pc.pixels(1, size), "JPEG", quality=90, xmp=pc.xmp_packet("trainedAlgorithmicMedia")),
         "iim.jpg": pc.jpeg_with_iim("trainedAlgorithmicMedia"),
-        "exif.jpg": pc.encode(pc.pixels(2, size), "JPEG", quality=90, exif=pc.exif_bytes("ComfyUI", "Steps: 20, Seed: 1")),
-        "workflow.png": pc.png_insert_after_idat(pc.encode(pc.pixels(3, size), "PNG"),
-                                                 pc.png_chunk(b"zTXt", b"workflow\x00\x00" + __import__("zlib").compress(
-                                                     pc.COMFY_WORKFLOW.encode() * 200))),
+        "exif.jpg": pc.encode(pc.pixels(2, size), "JPEG", quality=90,
+                              exif=pc.exif_bytes("ComfyUI", "Steps: 20, Seed: 1")),
+        "workflow.png": pc.png_insert_after_idat(  # a 100 kB zTXt workflow after the image data
+            pc.encode(pc.pixels(3, size), "PNG"),
+            pc.png_chunk(b"zTXt", b"workflow\x00\x00" + zlib.compress(pc.COMFY_WORKFLOW.encode() * 200))),
         "parameters.png": pc.png_with_text("parameters", pc.A1111_PARAMETERS),
         "xmp.webp": pc.webp_with_xmp(pc.xmp_packet("compositeWithTrainedAlgorithmicMedia")),
     }

@@ -14,11 +14,12 @@ a text chunk.
 A *crash* is an exception out of the reader, or a result that breaks its contract: not a ``Provenance``; an evidence
 kind outside c2pa/iptc/png/exif; an empty or multi-line text, or one over ``MAX_EVIDENCE_CHARS``; ``verified`` on
 anything but C2PA; a multi-line ``error``. Its input goes to ``OUT/crashes/<sha>.bin`` with the traceback in ``.txt``.
-Inputs slower than ``--slow-seconds`` go to ``OUT/slow/``, and
-inputs whose note came from the reader's catch-all (an exception it has no specific message for) to ``OUT/unexpected/``. The loop runs in a child process that writes each input to
-``OUT/current.bin`` first, so a segfault or abort in the native C2PA library, or a hang (``--hang-seconds``), is caught
-by the parent, saved to ``OUT/crashes/`` and the loop restarts. C2PA reads abandoned at the time limit (the native call
-cannot be stopped) are counted as ``c2pa_abandoned``.
+Inputs slower than ``--slow-seconds`` go to ``OUT/slow/``, and inputs
+whose note came from the reader's catch-all (an exception it has no specific message for) to ``OUT/unexpected/``.
+The loop runs in a child process that writes each input to ``OUT/current.bin`` first, so a segfault or abort in the
+native C2PA library, or a hang (``--hang-seconds``), is caught by the parent, saved to ``OUT/crashes/`` and the loop
+restarts. C2PA reads abandoned at the time limit (the native call cannot be stopped) are counted as
+``c2pa_abandoned``.
 """
 
 from __future__ import annotations

@@ -173,7 +173,8 @@ def make_test_chain(org: str = "Negate Test Generator", days: int = 30) -> tuple
     now = datetime.datetime.now(datetime.timezone.utc)
 
     def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)])
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)])
 
     def usage(sign: bool, ca: bool) -> x509.KeyUsage:
         return x509.KeyUsage(digital_signature=sign, content_commitment=False, key_encipherment=False,
@@ -244,3 +245,27 @@ def sign_c2pa_edit_of(parent: bytes, asset: bytes, chain_pem: bytes, key_pem: by
         out = io.BytesIO()
         builder.sign(signer, "image/jpeg", io.BytesIO(asset), out)
         return out.getvalue()
+
+
+def jpeg_with_extended_xmp(main_xmp: bytes, extended_xmp: bytes, seed: int = 0, parts: int = 2) -> bytes:
+    """A JPEG whose XMP continues in ExtendedXMP APP1 segments (``parts`` of them, given out of order), as
+    Photoshop writes a packet too big for one segment."""
+    import hashlib
+
+    guid = hashlib.md5(extended_xmp).hexdigest().upper().encode()
+    step = -(-len(extended_xmp) // parts)
+    segments = []
+    for offset in range(0, len(extended_xmp), step):
+        payload = (b"http://ns.adobe.com/xmp/extension/\x00" + guid + struct.pack(">II", len(extended_xmp), offset)
+                   + extended_xmp[offset : offset + step])
+        segments.append(b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload)
+    jpeg = jpeg_with_xmp(main_xmp, seed)
+    return jpeg[:2] + b"".join(reversed(segments)) + jpeg[2:]
+
+
+def gif_with_xmp(xmp: bytes, seed: int = 0) -> bytes:
+    """A GIF with an "XMP DataXMP" application extension (the packet, then the 258-byte magic trailer)."""
+    gif = encode(pixels(seed).quantize(16), "GIF")
+    trailer = bytes([1]) + bytes(range(255, -1, -1)) + b"\x00"
+    extension = b"\x21\xff\x0bXMP DataXMP" + xmp + trailer
+    return gif[:-1] + extension + gif[-1:]  # before the GIF trailer byte ";"

@@ -67,6 +67,17 @@ def test_xmp_forms_and_containers(tmp_path, form, builder):
     _check_pair(tmp_path, f"x_{builder.__name__}", data, "iptc", "iptc: compositeWithTrainedAlgorithmicMedia", True)
 
 
+def test_extended_xmp_and_gif_xmp(tmp_path):
+    main = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description xmlns:xmpNote="http://ns.adobe.com/xmp/note/" xmpNote:HasExtendedXMP="0"/>'
+            b"</rdf:RDF></x:xmpmeta>")
+    ext = pc.xmp_packet("trainedAlgorithmicMedia", "element").replace(b"</rdf:RDF>", b" " * 70000 + b"</rdf:RDF>")
+    data = pc.jpeg_with_extended_xmp(main, ext)  # 70 kB: two extension segments, written out of order
+    _check_pair(tmp_path, "ext.jpg", data, "iptc", "iptc: trainedAlgorithmicMedia", True)
+    _check_pair(tmp_path, "x.gif", pc.gif_with_xmp(pc.xmp_packet("trainedAlgorithmicMedia")), "iptc",
+                "iptc: trainedAlgorithmicMedia", True)
+
+
 def test_xmp_bare_term_and_unknown_values(tmp_path):
     prov = read_provenance_bytes(pc.jpeg_with_xmp(pc.xmp_packet("trainedAlgorithmicMedia", full_uri=False)))
     assert prov.summary == "iptc: trainedAlgorithmicMedia" and prov.declared_ai
@@ -163,7 +174,8 @@ def _no_trust_list(monkeypatch):
 
 def test_library_reports_valid_for_a_self_made_chain(signed_jpeg):
     """The rule documented in negate/provenance.py: c2pa-python calls a manifest signed by an unknown CA "Valid"
-    (signature and hash binding check out) with signingCredential.untrusted; only a configured anchor gives "Trusted"."""
+    (signature and hash binding check out) with signingCredential.untrusted; only a configured anchor gives
+    "Trusted"."""
     import c2pa
 
     reader = c2pa.Reader("image/jpeg", io.BytesIO(signed_jpeg))
@@ -287,8 +299,9 @@ def test_slow_manifests_take_at_most_a_few_threads(monkeypatch, signed_jpeg):
     fake = type("FakeC2pa", (), {"Reader": StuckReader, "Context": object})
     monkeypatch.setattr(prov_mod, "_c2pa_state", {"module": fake, ("context", None): object()})
     try:
-        notes = [read_provenance_bytes(signed_jpeg, timeout_s=0.05).error for _ in range(prov_mod.MAX_C2PA_IN_FLIGHT + 2)]
-        assert notes[: prov_mod.MAX_C2PA_IN_FLIGHT] == ["c2pa reader timed out"] * prov_mod.MAX_C2PA_IN_FLIGHT
+        slots = prov_mod.MAX_C2PA_IN_FLIGHT
+        notes = [read_provenance_bytes(signed_jpeg, timeout_s=0.05).error for _ in range(slots + 2)]
+        assert notes[:slots] == ["c2pa reader timed out"] * slots
         assert notes[-1] == "c2pa reader busy"
     finally:
         release.set()

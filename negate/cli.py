@@ -20,6 +20,7 @@ COMMANDS = {
     "train": "extract features, fit a detector, register it under $NEGATE_HOME/models/<date>/",
     "infer": "score files, folders, globs: negate infer PATH... [-m CKPT] [output=csv|json|jsonl]",
     "evaluate": "report on a dataset: metrics with CIs, per generator/source/format, robustness; or protocol=cv",
+    "provenance": "metadata evidence only (C2PA, IPTC source type, PNG chunks, EXIF): negate provenance PATH...",
 }
 CONFIG_DIR = Path(_CONFIG_DIR)
 
@@ -98,6 +99,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unknown command {command!r}{hint}; commands: {', '.join(COMMANDS)} (negate --help)",
               file=sys.stderr)
         sys.exit(2)
+    if command == "provenance":  # no config: plain argparse
+        from negate.provenance_cmd import main as provenance_main
+
+        provenance_main(rest)
+        return
     from negate.entry import run
 
     if command != "infer":

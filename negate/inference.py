@@ -4,6 +4,9 @@ One row per input, a dict whose keys are the output columns (``path, prob_synthe
 CSV/JSON writers take their columns from the rows, so a new column is one more key. ``verdict`` is ``synthetic``,
 ``human``, ``uncertain`` (``reason`` says why: the probability lies in the model's uncertain band, or the image is
 too small to judge) or ``error`` (``error`` says why; the input is listed in the run folder's ``skipped.csv``).
+With ``provenance=on`` (default) the metadata evidence of :mod:`negate.provenance` follows (``provenance,
+declared_ai, verified_ai, provenance_error``); a verified C2PA declaration of AI generation makes the verdict
+``synthetic (declared)``. Evidence never enters the model.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from negate.tables import print_predictions
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("table", "csv", "json", "jsonl")
-COLUMNS = ("path", "prob_synthetic", "verdict", "reason", "error")
+COLUMNS = ("path", "prob_synthetic", "verdict", "reason", "error", "provenance", "declared_ai", "verified_ai",
+           "provenance_error")
 VERDICTS = ("synthetic", "human", "uncertain")
 MIN_SIDE = 32  # default of ``min_side``: below this many pixels on the shorter side an image is too small to judge
 
@@ -115,7 +119,22 @@ def predict(cfg: DictConfig, paths=(), progress: bool = True) -> tuple[list[dict
         else:
             error = reason or failed.get(path, "not extracted")
             rows.append({"path": path, "prob_synthetic": None, "verdict": "error", "reason": "", "error": error})
+    if str(cfg.get("provenance", "on")).lower() not in ("off", "false", "0", "none"):
+        add_provenance(rows)
     return rows, model
+
+
+def add_provenance(rows: list[dict]) -> None:
+    """Evidence columns beside the pixel score (never an input to the model); a verified C2PA declaration of AI
+    generation turns a scored row's verdict into ``synthetic (declared)`` (negate.provenance)."""
+    from negate.provenance import apply_verdict_rule, read_provenance
+
+    for row in rows:
+        prov = read_provenance(row["path"])
+        extra = {k: v for k, v in prov.as_row().items() if k != "path"}
+        if row["verdict"] != "error":
+            row["verdict"] = apply_verdict_rule(row["verdict"], prov)
+        row.update(extra)
 
 
 def _csv_value(value):

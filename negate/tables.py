@@ -33,7 +33,8 @@ def print_metrics_table(metrics: dict, title: str, console: Console | None = Non
 
 def print_predictions(rows: Sequence[dict], console: Console | None = None, limit: int | None = None) -> None:
     table = Table(title="negate infer")
-    for column in ("path", "prob_synthetic", "verdict"):
+    columns = ["path", "prob_synthetic", "verdict"] + (["provenance"] if any(r.get("provenance") for r in rows) else [])
+    for column in columns:
         table.add_column(column, justify="right" if column == "prob_synthetic" else "left", overflow="fold")
     shown = rows if limit is None else rows[:limit]
     for row in shown:
@@ -41,7 +42,8 @@ def print_predictions(rows: Sequence[dict], console: Console | None = None, limi
         verdict = f"error: {row['error']}" if row.get("error") else row["verdict"]
         if row.get("reason") and not row.get("error"):
             verdict += f" ({row['reason']})"
-        table.add_row(row["path"], "-" if prob is None else f"{prob:.4f}", verdict)
+        cells = [row["path"], "-" if prob is None else f"{prob:.4f}", verdict]
+        table.add_row(*cells, *([row.get("provenance", "")] if len(columns) > 3 else []))
     console = console or Console()
     console.print(table)
     if limit is not None and len(rows) > limit:

@@ -258,7 +258,7 @@ def test_infer_several_paths_from_another_directory_to_stdout(world):
     assert not list(work.glob("outputs/models")), "models are registered in NEGATE_HOME, not in the working directory"
 
     rc, out, err = results["pipe"]
-    assert rc == 0 and out.splitlines()[0] == "path,prob_synthetic,verdict,reason,error" and len(out.splitlines()) == 2
+    assert rc == 0 and out.splitlines()[0] == "path,prob_synthetic,verdict,reason,error,provenance,declared_ai,verified_ai,provenance_error" and len(out.splitlines()) == 2
     assert "Traceback" not in err and "Error" not in err
 
 

@@ -65,8 +65,10 @@ def test_small_images_are_padded_not_upsampled_and_eval_is_fixed(tmp_path):
     x, y = collate_patches([ds[0], ds[1]])
     assert x.shape == (2, 3, 64, 64) and y.tolist() == [1.0, 0.0]
     assert torch.allclose(x[0], torch.full_like(x[0], 7 / 255))  # reflect padding of a flat image stays flat
-    ev = PatchEvalSet(images, 64)
-    assert torch.equal(ev[1][0], ev[1][0]) and ev[1][0].shape == (1, 3, 64, 64)
+    ev = PatchEvalSet(images, 64, count=4)
+    x, y = ev[1]
+    assert x.shape == (4, 3, 64, 64) and y.tolist() == [0.0] and torch.equal(x, ev[1][0])  # fixed grid
+    assert not torch.equal(x[0], x[3])  # corners of the 90x90 image, not one patch repeated
 
 
 def test_balanced_loss_weighs_classes_equally():

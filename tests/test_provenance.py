@@ -495,3 +495,26 @@ def test_command_exit_codes_and_usage_errors(folder, tmp_path, capsys):
     assert run_cmd([str(folder / "plain.jpg"), "-q"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and out.startswith("path,provenance,declared_ai,verified_ai,provenance_error")
+
+
+def test_infer_rows_get_evidence_and_the_verdict_rule(tmp_path, chain):
+    """negate.inference.add_provenance: evidence columns on every row; only a verified C2PA AI declaration changes
+    a pixel verdict; error rows keep their verdict."""
+    from negate.inference import add_provenance
+
+    chain_pem, key_pem, _ = chain
+    files = {"signed.jpg": pc.sign_c2pa(pc.encode(pc.pixels(7), "JPEG", quality=90), "image/jpeg", chain_pem, key_pem),
+             "comfy.png": pc.png_with_text("workflow", json.dumps({"nodes": [{"type": "KSampler"}]})),
+             "plain.jpg": pc.strip(pc.encode(pc.pixels(8), "JPEG", quality=90))}
+    rows = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        rows.append({"path": str(tmp_path / name), "prob_synthetic": 0.1, "verdict": "human", "reason": "", "error": ""})
+    rows.append({"path": str(tmp_path / "gone.jpg"), "prob_synthetic": None, "verdict": "error", "reason": "",
+                 "error": "no such file"})
+    add_provenance(rows)
+    signed, comfy, plain, gone = rows
+    assert signed["verdict"] == "synthetic (declared)" and signed["verified_ai"] and "c2pa:" in signed["provenance"]
+    assert comfy["verdict"] == "human" and comfy["declared_ai"] and "png:" in comfy["provenance"]
+    assert plain["verdict"] == "human" and plain["provenance"] == "" and not plain["declared_ai"]
+    assert gone["verdict"] == "error" and set(gone) >= {"provenance", "declared_ai", "verified_ai", "provenance_error"}

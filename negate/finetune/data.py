@@ -7,7 +7,7 @@ same way whatever the class.
   :class:`PatchAugment` (flip, downscale, blur, JPEG or WebP re-encoding) with parameters drawn independently of
   the label, so neither class owns a format, a size or a compression history. A real with aligned reconstructions
   yields a *pair*: the real crop and the reconstruction's crop at the same position, through the same augmentation.
-* :class:`PatchEvalSet`: fixed centre patches, no augmentation (validation, early stopping).
+* :class:`PatchEvalSet`: the inference grid of patches, no augmentation (validation, early stopping).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from negate.data.decode import DecodeError, decode_image
+from negate.data.patches import patch_origins
 from negate.data.records import ImageRecord
 from negate.finetune.aligned import AlignedCrop
 
@@ -198,21 +199,22 @@ class PatchTrainSet(Dataset):
 
 
 class PatchEvalSet(Dataset):
-    """Item ``i``: the centre ``patch`` of image ``i`` (reflect-padded when smaller) and its label."""
+    """Item ``i``: ``count`` patches on the fixed grid that inference uses (``(count, 3, P, P)``, reflect-padded
+    when the image is smaller) and the label; validation averages their logits per image, as inference does."""
 
-    def __init__(self, images: DecodedImages, patch: int):
+    def __init__(self, images: DecodedImages, patch: int, count: int = 4):
         self.images = images
         self.patch = int(patch)
+        self.count = int(count)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         arr = _pad(self.images.arrays[i], self.patch)
-        h, w = arr.shape[:2]
-        y, x = (h - self.patch) // 2, (w - self.patch) // 2
-        patch = arr[y:y + self.patch, x:x + self.patch]
-        return to_tensor(patch)[None], torch.tensor([float(self.images.records[i].label)])
+        origins = patch_origins(*arr.shape[:2], self.patch, self.count, "grid", 0)
+        patches = [to_tensor(arr[y:y + self.patch, x:x + self.patch]) for y, x in origins]
+        return torch.stack(patches), torch.tensor([float(self.images.records[i].label)])
 
 
 def collate_patches(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -85,7 +85,7 @@ def fit_detector(
     aligned = build_aligned(train, cfg["aligned"], cache_dir, max_pixels) if cfg.get("aligned") else None
     patch = int(cfg.get("patch", 128))
     train_set = PatchTrainSet(train_images, patch, PatchAugment.from_dict(cfg.get("augment")), aligned, seed)
-    val_set = PatchEvalSet(val_images, patch)
+    val_set = PatchEvalSet(val_images, patch, int(cfg.get("val_patches", 4)))
     log.info("fine-tuning %s on %d images (%d aligned pairs), validating on %d; decoded in %.1f s",
              cfg.get("encoder"), len(train_set), train_set.n_pairs, len(val_set), time.perf_counter() - started)
     workers = int(cfg.get("num_workers", 1))
@@ -93,7 +93,8 @@ def fit_detector(
     batch = int(cfg.get("batch_size", 32))
     train_loader = DataLoader(train_set, batch_size=batch, shuffle=True, drop_last=len(train_set) > batch,
                               **loader_args)
-    val_loader = DataLoader(val_set, batch_size=2 * batch, shuffle=False, **loader_args)
+    val_loader = DataLoader(val_set, batch_size=max(1, batch // 2), shuffle=False, num_workers=workers,
+                            persistent_workers=workers > 0)
 
     module = PatchDetector(encoder=cfg.get("encoder", "effnet_lite0"), pretrained=bool(cfg.get("pretrained", True)),
                            lr=float(cfg.get("lr", 3e-4)), weight_decay=float(cfg.get("weight_decay", 0.01)),

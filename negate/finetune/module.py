@@ -77,8 +77,9 @@ class PatchDetector(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self(x)
+        x, y = batch  # (B, k, 3, P, P): k grid patches per image, their logits averaged like inference does
+        logits = self(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).mean(1)
+        y = y.view(-1)
         self.log("val_loss", F.binary_cross_entropy_with_logits(logits, y), batch_size=len(y), sync_dist=True)
         self.val_auroc.update(logits, y.long())
 

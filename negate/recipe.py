@@ -45,6 +45,25 @@ def finetuned_pipeline(cfg: DictConfig, weights: str | Path) -> dict:
     return pipeline
 
 
+def aligned_training_records(cfg: DictConfig, train: list[ImageRecord]) -> list[ImageRecord]:
+    """``aligned`` (feature recipes): each training real's aligned reconstruction as an extra fake, beside the real's
+    same region saved the same way as an extra real, so the pair differs only by the decoder's trace."""
+    if not cfg.get("aligned"):
+        return []
+    from negate.finetune.fit import build_aligned
+
+    crops = build_aligned([r for r in train if r.label == 0], OmegaConf.to_container(cfg.aligned, resolve=True),
+                          cfg.paths.cache_dir, int(cfg.data.get("max_pixels", 64_000_000)))
+    by_path = {r.path: r for r in train}
+    extra = []
+    for path, items in crops.items():
+        source = by_path[path].source
+        for c in items:
+            extra += [ImageRecord(c.real_crop, 0, "real (aligned crop)", source),
+                      ImageRecord(c.path, 1, "aligned reconstruction", source)]
+    return extra
+
+
 @dataclass
 class FittedRecipe:
     runner: FeatureRunner
@@ -87,6 +106,7 @@ def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord]
     if getattr(detector, "params", lambda: {})().get("calibrate_on") == "val":
         X_tr, y_tr = va_table.X, y_va  # only a calibration on held-out scores: training rows are not needed
     else:
+        train = train + aligned_training_records(cfg, train)
         tr_kept, tr_table = runner.features(train, base_view)
         X_tr, y_tr = tr_table.X, _labels(train, tr_kept)
     if len(set(y_tr.tolist())) < 2:
@@ -104,6 +124,7 @@ def content_baseline_cfg(cfg: DictConfig) -> DictConfig:
     base = OmegaConf.to_container(cfg, resolve=True)
     spec = base["cv"]["content_baseline"]
     base["finetune"] = {"name": "none"}
+    base["aligned"] = None
     base["feature"] = {}
     base["ae"] = {"name": "none"}
     base["encoder"] = OmegaConf.to_container(OmegaConf.load(_config_file("encoder", spec["encoder"])), resolve=True)

@@ -244,6 +244,13 @@ def train(cfg: DictConfig) -> dict:
     log.info("split: %d train / %d val / %d test images", len(tr), len(va), len(te))
 
     X_tr, y_tr = fs.X[tr], y[tr]
+    if cfg.get("aligned") and not artefacts:  # feature recipes: aligned reconstructions as extra training rows
+        from negate.recipe import aligned_training_records
+
+        extra_records = aligned_training_records(cfg, [fs.records[i] for i in tr])
+        kept_extra, extra_table = runner.features(extra_records)
+        X_tr = np.concatenate([X_tr, extra_table.X])
+        y_tr = np.concatenate([y_tr, [extra_records[i].label for i in kept_extra]])
     extra = augmented_rows(cfg, runner, fs, tr)
     if extra is not None:
         X_tr, y_tr = np.concatenate([X_tr, extra[0]]), np.concatenate([y_tr, extra[2]])

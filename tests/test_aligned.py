@@ -60,3 +60,21 @@ def test_reconstructions_are_cached_and_resume(tmp_path, image_folder):
     second = aligned_reconstructions(records, ae, tmp_path, region=64)
     assert second == first
     assert all(os.stat(p).st_mtime_ns == t for p, t in mtimes.items())  # nothing recomputed
+
+
+def test_feature_recipes_get_each_real_region_beside_its_reconstruction(tmp_path, image_folder):
+    from omegaconf import OmegaConf
+
+    from negate.recipe import aligned_training_records
+
+    reals = [ImageRecord(str(p), 0, "real", "camera1") for p in sorted((image_folder / "real").rglob("*.jpg"))[:2]]
+    fake = ImageRecord(str(next((image_folder / "fake").rglob("*.png"))), 1, "gen", "gen1")
+    cfg = OmegaConf.create({"aligned": {"ae": "taef2", "pretrained": False, "region": 64, "per_real": 1},
+                            "paths": {"cache_dir": str(tmp_path)}, "data": {"max_pixels": 10**8}})
+    extra = aligned_training_records(cfg, [*reals, fake])
+    assert [r.label for r in extra] == [0, 1, 0, 1]
+    assert {r.source for r in extra} == {"camera1"}  # a pair stays in its real's group
+    for real_crop, recon in zip(extra[::2], extra[1::2]):
+        with Image.open(real_crop.path) as a, Image.open(recon.path) as b:
+            assert a.size == b.size == (64, 64) and a.format == b.format == "JPEG"
+    assert aligned_training_records(OmegaConf.create({"aligned": None}), reals) == []

@@ -101,3 +101,41 @@ def test_fit_needs_both_classes(tmp_path, manifest):
     records = load_manifest(manifest)
     with pytest.raises(ValueError, match="both classes"):
         fit_detector([r for r in records if r.label == 1], records, TINY, tmp_path)
+
+
+def test_train_finetuned_then_infer_through_the_model_folder(tmp_path, image_folder):
+    """`experiment=finetuned`: Trainer.fit, aligned pairs, the weights inside the checksummed model folder, and
+    inference that loads them from there (any copy of the folder works; a changed weights file is refused)."""
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    from negate.inference import load_checked_model
+    from negate.model_folder import ModelFolderError
+    from negate.paths import CONFIG_DIR
+    from negate.pipeline import register_resolvers
+    from negate.training import train
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "data=folder", f"data.path={image_folder}", f"paths.output_dir={tmp_path}",
+            f"paths.models_dir={tmp_path}/models", "experiment=finetuned", "finetune.pretrained=false",
+            "finetune.patch=64", "finetune.grid=4", "finetune.max_epochs=1", "finetune.num_workers=0",
+            "finetune.batch_size=8", "finetune.aligned.pretrained=false", "finetune.aligned.region=64",
+            "finetune.trainer.accelerator=cpu", "eval.n_boot=10", "split.group_by=null"])
+    metrics = train(cfg)
+    folder = tmp_path / "moved"
+    shutil.copytree(metrics["model_dir"], folder)
+    assert (folder / "detector.safetensors").is_file()
+    assert "detector.safetensors" in (folder / "checksums.sha256").read_text()
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "Fine-tuned detector" in card and "aligned_pairs" in card
+    model, families = load_checked_model(str(folder), [])
+    assert model.pipeline["encoder"]["weights_dir"] == "@model"
+    assert families[0].model.identity()["weights"].startswith("sha256:")
+    with open(folder / "detector.safetensors", "r+b") as fh:
+        fh.seek(-4, 2)
+        fh.write(b"\0\0\0\1")
+    with pytest.raises(ModelFolderError, match="detector.safetensors"):
+        load_checked_model(str(folder), [])

@@ -18,7 +18,7 @@ def main(cfg: DictConfig) -> float:
 
     with exit_on_user_error():
         metrics = train(cfg)
-    return metrics["test"]["auroc"]  # the value a Hydra sweeper would optimise
+    return (metrics["test"] or metrics["val"])["auroc"]  # the value a Hydra sweeper would optimise
 
 
 if __name__ == "__main__":

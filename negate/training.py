@@ -261,9 +261,12 @@ def train(cfg: DictConfig) -> dict:
     threshold = choose_threshold(y[va], p_val, cfg.threshold.method, cfg.threshold.target_fpr)
     band = uncertain_band(threshold, cfg.threshold.uncertain_margin)
 
-    robustness = robustness_sweep(runner, detector, [fs.records[i] for i in te], y[te]) if cfg.eval.robustness else None
+    robustness = robustness_sweep(runner, detector, [fs.records[i] for i in te], y[te]) \
+        if cfg.eval.robustness and len(te) else None
+    # split.test_fraction=0 (a final model fitted on everything): no test report; the protocol numbers stand for it
     report = write_report(run_dir / "test", y[te], p_test, threshold, fs.meta(te), "Test split", robustness=robustness,
-                          n_boot=cfg.eval.n_boot, seed=cfg.seed, camera=camera_rows(cfg, [fs.records[i] for i in te]))
+                          n_boot=cfg.eval.n_boot, seed=cfg.seed, camera=camera_rows(cfg, [fs.records[i] for i in te])) \
+        if len(te) else {"overall": {}}
     metrics = {"val": binary_metrics(y[va], p_val, threshold), "test": report["overall"],
                "split": {k: int(len(v)) for k, v in split.items()}, "n_skipped": len(fs.skipped)}
     if "camera_fpr" in report:
@@ -282,8 +285,10 @@ def train(cfg: DictConfig) -> dict:
         "threshold_rule": f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split",
         "sections": {},
     }
+    trained_on = [fs.records[i] for i in np.r_[tr, va]]
+    card["sections"]["Training data"] = licence_line(trained_on)
     if artefacts:
-        card["sections"]["Fine-tuned detector"] = finetune_card(artefacts, [fs.records[i] for i in np.r_[tr, va]])
+        card["sections"]["Fine-tuned detector"] = finetune_card(artefacts)
     measured = measured_protocol(cfg)
     if measured:
         card["sections"]["Selection protocol (measured for this recipe)"] = measured
@@ -311,34 +316,48 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-def finetune_card(artefacts: dict, trained_on: list[ImageRecord]) -> str:
-    """Model-card text of a fine-tuned network: how it was fitted and the licences of the images it learned from."""
+def licence_line(trained_on: list[ImageRecord]) -> str:
+    """The images a model learned from (train + validation split) and their licences (a ``licence`` column)."""
     from collections import Counter
 
+    licences = Counter(r.extra.get("licence", "") or "not stated" for r in trained_on)
+    return (f"Fitted on {len(trained_on)} images (train + validation split); their licences: "
+            + "; ".join(f"{name} ({n})" for name, n in licences.most_common()))
+
+
+def finetune_card(artefacts: dict) -> str:
+    """Model-card text of a fine-tuned network: how it was fitted."""
     from safetensors import safe_open
 
     with safe_open(str(next(iter(artefacts.values()))), framework="pt") as fh:
         meta = fh.metadata() or {}
     keys = ("arch", "patch", "train_images", "aligned_pairs", "val_images", "epochs", "best_val_auroc", "seconds")
-    lines = ["- " + ", ".join(f"{k}: {meta[k]}" for k in keys if k in meta)]
-    licences = Counter(r.extra.get("licence", "") or "not stated" for r in trained_on)
-    lines.append(f"- weights fitted on {len(trained_on)} images (train + validation split); their licences: "
-                 + "; ".join(f"{name} ({n})" for name, n in licences.most_common()))
-    return "\n".join(lines)
+    return "- " + ", ".join(f"{k}: {meta[k]}" for k in keys if k in meta)
 
 
 def measured_protocol(cfg: DictConfig) -> str:
-    """The leave-one-source-out numbers recorded in ``negate/protocol_results.json`` for this exact recipe, if any."""
+    """The protocol numbers recorded in ``negate/protocol_results.json`` for this exact recipe, if any: the
+    family-held-out protocol (with its content-only baseline) and leave-one-source-out."""
     results_file = Path(__file__).resolve().parent / "protocol_results.json"
     if not results_file.exists():
         return ""
-    entry = json.loads(results_file.read_text()).get(protocol_signature(cfg))
-    if not entry:
-        return ""
-    return (f"{entry['protocol']} on {entry['data']}: pooled AUROC {entry['auroc']:.3f}, after JPEG q75 "
-            f"{entry['auroc_jpeg75']:.3f}, camera-photo FPR at fold thresholds {entry['camera_fpr']:.3f} "
-            f"(JPEG AUROC {entry['auroc_jpeg']:.3f}, PNG AUROC {entry['auroc_png']:.3f}); measured {entry['date']} with "
-            f"`{entry['command']}`")
+    results = json.loads(results_file.read_text())
+    signature = protocol_signature(cfg)
+    lines = []
+    fam = results.get(f"{signature}:families")
+    if fam:
+        lines.append(f"- {fam['protocol']} on {fam['data']}: AUROC {fam['auroc']:.3f} (content-only baseline on the "
+                     f"same folds {fam['content_baseline_auroc']:.3f}), after JPEG q75 {fam['auroc_jpeg75']:.3f}, "
+                     f"after 0.5x downscale {fam['auroc_downscale0.5']:.3f}, photo-content rows {fam['auroc_photo']:.3f}, "
+                     f"camera-photo FPR at fold thresholds {fam['camera_fpr']:.3f}, content-matched pairs AUROC "
+                     f"{fam['pairs_auroc']:.3f}; measured {fam['date']} with `{fam['command']}`")
+    entry = results.get(signature)
+    if entry:
+        lines.append(f"- {entry['protocol']} on {entry['data']}: pooled AUROC {entry['auroc']:.3f}, after JPEG q75 "
+                     f"{entry['auroc_jpeg75']:.3f}, camera-photo FPR at fold thresholds {entry['camera_fpr']:.3f} "
+                     f"(JPEG AUROC {entry['auroc_jpeg']:.3f}, PNG AUROC {entry['auroc_png']:.3f}); measured "
+                     f"{entry['date']} with `{entry['command']}`")
+    return "\n".join(lines)
 
 
 def _write_predictions(path: Path, records: list[ImageRecord], prob: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""Record a leave-one-source-out run (``negate evaluate protocol=cv ...``) in negate/protocol_results.json, so that
+"""Record a protocol run (``negate evaluate protocol=cv ...``, leave-one-source-out or ``cv.group_by=family``) in negate/protocol_results.json, so that
 ``train`` can quote the measured protocol numbers in the model card of every model trained with the same recipe.
 
     python scripts/record_protocol.py outputs/multirun/evaluate/<date>/<n>   # or a single run folder
@@ -18,9 +18,30 @@ from negate.pipeline import protocol_signature, register_resolvers
 RESULTS = Path(__file__).resolve().parent.parent / "negate" / "protocol_results.json"
 
 
+def record_families(run_dir: Path, cfg, overrides) -> tuple[str, dict]:
+    """A family-held-out run (cv.group_by=family): stored under ``<signature>:families``."""
+    full = json.loads((run_dir / "families" / "metrics.json").read_text())
+    r, b = full["recipe"], full.get("content_baseline", {})
+    entry = {
+        "protocol": f"leave-one-family-out over era {cfg.cv.era} ({len(full['protocol']['folds'])} folds), pooled",
+        "data": Path(cfg.data.path).parent.name + "/" + Path(cfg.data.path).name,
+        "auroc": r["overall"]["auroc"], "auroc_jpeg75": r.get("auroc_jpeg75"),
+        "auroc_downscale0.5": r.get("auroc_downscale0.5"), "tpr_at_5fpr": r["overall"].get("tpr_at_5fpr"),
+        "auroc_photo": r["auroc_photo_content"], "camera_fpr": r["camera_fpr"],
+        "content_baseline_auroc": b.get("overall", {}).get("auroc"),
+        "recon_pairs_auroc": r.get("recon_pairs", {}).get("auroc"), "pairs_auroc": r.get("pairs", {}).get("auroc_fold_ensemble"),
+        "date": date.today().isoformat(),
+        "command": "negate evaluate " + " ".join(o for o in overrides if not o.startswith(("data.path=", "cv.pairs=",
+                                                                                             "paths."))),
+    }
+    return protocol_signature(cfg) + ":families", entry
+
+
 def record(run_dir: Path) -> tuple[str, dict]:
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     overrides = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+    if (run_dir / "families" / "metrics.json").is_file():
+        return record_families(run_dir, cfg, overrides)
     metrics = json.loads((run_dir / "metrics.json").read_text())["loso"]
     by_format = metrics.get("auroc_by_format", {})
     entry = {

@@ -48,7 +48,8 @@ def empty_hub_cache(tmp_path, monkeypatch):
 
 
 def test_every_encoder_yaml_matches_the_registry():
-    assert {p.stem for p in ENCODER_YAMLS} == set(ENCODER_REGISTRY)
+    # "finetuned" has no yaml: negate builds its config from the fitted weights (negate.finetune.fit)
+    assert {p.stem for p in ENCODER_YAMLS} == set(ENCODER_REGISTRY) - {"finetuned"}
     for path in ENCODER_YAMLS:
         cfg = OmegaConf.to_container(OmegaConf.load(path))
         spec = ENCODER_REGISTRY[cfg["name"]]

@@ -9,7 +9,7 @@ eras, other families, other sources. Inside the training part an inner grouped s
 validation records for early stopping and the fold's threshold; the test images touch nothing but scoring.
 
 Per recipe, pooled over folds: AUROC, AP, TPR at 1 % / 5 % FPR, the same after JPEG q75 and 0.5x downscaling,
-detection per held-out family and camera-photo FPR at each fold's threshold, ``content=photo`` rows apart, and
+detection per held-out family and camera-photo FPR at each fold's threshold, the photo-like fakes (``content=photo``) against all reals apart, and
 content-matched pairs: each test real beside its aligned reconstruction (when the recipe's aligned cache has it)
 and an external pairs manifest (``cv.pairs``: an AI edit beside its input photo). Beside every number, the
 content-only baseline (:func:`negate.recipe.content_baseline_cfg`) scored on the same folds.

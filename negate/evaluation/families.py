@@ -222,8 +222,7 @@ def run_family_protocol(cfg: DictConfig, run_dir: Path) -> dict:
     results = {name: _summary(pooled[name], records, y, is_camera, is_photo, pairs_records,
                               views if name == "recipe" else ["original"]) for name in recipes}
     results["protocol"] = {"era": proto.get("era"), "group_by": proto.get("group_by", "family"),
-                           "folds": [{k: v for k, v in fi.items() if k != "threshold"} | {"threshold": fi["threshold"]}
-                                     for fi in pooled["recipe"].folds],
+                           "folds": pooled["recipe"].folds,
                            "n_records": len(records), "pairs": proto.get("pairs")}
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=1, default=float))
     (out_dir / "report.md").write_text(render_report(results))

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from negate.evaluation.metrics import binary_metrics
 
 from negate.evaluation.report import write_report
+from negate.ensemble import make_runner
 from negate.inference import load_checked_model
 from negate.model_folder import read_training_images
 from negate.pipeline import FeatureRunner, pipeline_from_cfg, protocol_signature
@@ -52,7 +53,7 @@ def overlap_warning(overlap: dict, n: int, unseen: dict) -> str:
 
 def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
     model, families = load_checked_model(cfg.ckpt, model_roots(cfg), cfg.get("allow_remote_code", False))
-    runner = FeatureRunner(model.pipeline, cfg, families)
+    runner = make_runner(model.pipeline, cfg, families)
     fs = load_feature_set(cfg, runner, run_dir)
     prob = model.detector.predict_proba(fs.X)[:, 1]
     overlap = training_overlap(model.folder, runner.hashes(fs.records))

@@ -29,8 +29,9 @@ from negate.data.decode import DecodeError, image_size
 from negate.data.records import ImageRecord
 from negate.errors import InputError
 from negate.inputs import as_paths, collect_inputs
+from negate.ensemble import is_ensemble_folder, load_ensemble, make_runner
 from negate.model_folder import LoadedModel, ModelFolderError, load_model
-from negate.pipeline import FeatureRunner, build_families, feature_names
+from negate.pipeline import build_families, feature_names
 from negate.registry import model_roots, resolve_ckpt
 from negate.tables import print_predictions
 
@@ -56,6 +57,8 @@ def load_checked_model(ckpt: str, roots, allow_remote_code: bool = False) -> tup
     """
     built: dict = {}
     folder = resolve_ckpt(ckpt, roots)
+    if is_ensemble_folder(folder):
+        return load_ensemble(folder, lambda member: load_checked_model(str(member), roots, allow_remote_code))
 
     def expected(pipeline: dict) -> list[str]:
         if (pipeline.get("encoder") or {}).get("trust_remote_code") and not allow_remote_code:
@@ -99,7 +102,7 @@ def predict(cfg: DictConfig, paths=(), progress: bool = True) -> tuple[list[dict
     model, families = load_checked_model(cfg.ckpt, model_roots(cfg), cfg.get("allow_remote_code", False))
     inputs = collect_inputs(given)
     records = [ImageRecord(p) for p, reason in inputs if not reason]
-    runner = FeatureRunner(model.pipeline, cfg, families, progress=progress)
+    runner = make_runner(model.pipeline, cfg, families, progress=progress)
     kept, table = runner.features(records) if records else ([], None)
     prob = model.detector.predict_proba(table.X)[:, 1] if kept else np.zeros(0)
     scored = {records[i].path: (float(p), v) for i, p, v in zip(kept, prob, model.verdicts(prob))}

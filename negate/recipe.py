@@ -2,6 +2,7 @@
 
 ``fit_recipe(cfg, train, val, work_dir)`` runs the composed recipe end to end:
 
+0. with ``ensemble.members``: fit each named recipe and average their logits (:mod:`negate.ensemble`);
 1. with ``finetune.name != none``: fine-tune the backbone on ``train`` (early stopping on ``val``) and make the
    fitted network the pipeline's encoder (``encoder.name=finetuned``, patch logits over a fixed grid);
 2. features of ``train``/``val`` through the pipeline (cached), the classifier fitted on ``train`` (``val`` for its
@@ -66,7 +67,7 @@ def aligned_training_records(cfg: DictConfig, train: list[ImageRecord]) -> list[
 
 @dataclass
 class FittedRecipe:
-    runner: FeatureRunner
+    runner: FeatureRunner  # or an EnsembleRunner
     detector: object
     threshold: float
     pipeline: dict
@@ -89,6 +90,10 @@ def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord]
                base_view: str = "") -> FittedRecipe:
     from negate.training import make_detector  # late: training imports this module
 
+    if cfg.get("ensemble"):
+        from negate.ensemble import fit_ensemble
+
+        return fit_ensemble(cfg, train, val, work_dir, base_view)
     if finetune_enabled(cfg):
         from negate.finetune.fit import fit_detector
 

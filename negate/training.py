@@ -228,6 +228,10 @@ def train(cfg: DictConfig) -> dict:
         raise ModelFolderError(f"a model named {name!r} already exists in {cfg.paths.models_dir}: choose another "
                                "model_name")
     run_dir = run_dir_from_hydra(cfg)
+    if cfg.get("ensemble"):
+        from negate.ensemble_train import train_ensemble
+
+        return train_ensemble(cfg, run_dir)
     artefacts: dict = {}
     if finetune_enabled(cfg):
         pipeline, runner, fs, split, artefacts = _finetune_first(cfg, run_dir)

@@ -99,3 +99,40 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
     assert saved["recipe"]["camera_n"] > 0
     header = (tmp_path / "run" / "families" / "predictions.csv").read_text().splitlines()[0]
     assert "recipe:jpeg75" in header and "content_baseline:original" in header
+
+
+def test_ensemble_recipe_under_the_protocol(tmp_path):
+    """experiment=ensemble: every fold fits both named recipes on the same split; the score is their mean logit."""
+    from negate.ensemble import FittedEnsemble, member_cfg
+    from negate.recipe import fit_recipe
+
+    manifest, pairs = _family_manifest(tmp_path)
+    small = "'patches.size=64','patches.count=1'"
+    overrides = [
+        "protocol=cv", "cv.group_by=family", "cv.folds=null", "data=manifest", f"data.path={manifest}",
+        f"paths.output_dir={tmp_path}", "experiment=ensemble", "ensemble.members=[handcrafted,default]",
+        f"+ensemble.overrides.handcrafted=[{small},'classifier.n_estimators=20']",
+        f"+ensemble.overrides.default=[{small},'encoder.pretrained=false','encoder.batch_size=8']",
+        "cv.content_baseline=null", "cv.perturbations=false", "cv.recon_pairs=null"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=overrides)
+    hand = member_cfg(cfg, "handcrafted")
+    assert list(hand.feature) == ["spectral", "laplacian", "npr", "dct"] and hand.data.reencode == "none"
+    assert hand.patches.size == 64 and hand.data.path == str(manifest)  # caller's data, member's recipe
+    assert member_cfg(cfg, "default").data.reencode == "jpeg90"
+
+    results = run_family_protocol(cfg, tmp_path / "run")
+    assert 0 <= results["recipe"]["overall"]["auroc"] <= 1 and results["recipe"]["n_scored"] > 0
+
+    records = [r for r in __import__("negate.pipeline", fromlist=["load_records"]).load_records(cfg.data)[0]]
+    ens = fit_recipe(cfg, records[::2], records[1::2], tmp_path / "fit")
+    assert isinstance(ens, FittedEnsemble) and ens.names == ["handcrafted", "default"]
+    kept, prob = ens.score(records[1::2])
+    member_scores = [dict(zip(*m.score(records[1::2]))) for m in ens.members]
+    logit = np.mean([np.log(np.array([s[i] for i in kept]) / (1 - np.array([s[i] for i in kept])))
+                     for s in member_scores], axis=0)
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-logit)), rtol=1e-5)
+    with pytest.raises(ValueError, match="at least two"):
+        member_cfg_bad = cfg.copy()
+        member_cfg_bad.ensemble.members = ["default"]
+        fit_recipe(member_cfg_bad, records[::2], records[1::2], tmp_path / "bad")

@@ -1,0 +1,264 @@
+"""Score-level ensembles of named recipes (``ensemble.members: [default, finetuned_no_aligned]``).
+
+Each member is a recipe of ``configs/experiment`` fitted on the same training and validation records; the ensemble's
+score is the mean of the members' logits, with fixed equal weights (nothing is fitted on top, so no extra data is
+needed and nothing can overfit), and its threshold is chosen on the validation split like any recipe's. Members
+disagree in useful ways: a frozen ImageNet encoder reads content and global statistics, a fine-tuned network local
+traces (their out-of-fold scores correlate at ~0.5 under the family protocol).
+
+An ensemble behaves like one recipe everywhere: :class:`EnsembleRunner` is a feature runner whose table is the
+members' tables side by side (each member with its own normalisation and cache), :class:`EnsembleDetector` splits
+those columns back and averages the members' logits. Its model folder holds one complete, checksummed model folder
+per member (``member_<name>/``) and pins each member's ``checksums.sha256`` in its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from negate.data.records import ImageRecord
+from negate.extract import FeatureTable
+
+# the keys a named recipe sets; everything else (data, paths, seed, split, threshold, cv, ...) comes from the caller
+RECIPE_KEYS = ("feature", "encoder", "ae", "classifier", "finetune", "aligned", "patches", "augment")
+MEMBERS_SHA256 = "members.sha256"  # sha256 of each member folder's checksums.sha256
+COMBINE = "mean_logit"
+
+
+def ensemble_members(cfg: DictConfig) -> list[str]:
+    block = cfg.get("ensemble")
+    members = list(block.get("members") or []) if block else []
+    if block and len(members) < 2:
+        raise ValueError(f"ensemble.members needs at least two recipes of configs/experiment, got {members}")
+    if len(set(members)) != len(members):
+        raise ValueError(f"ensemble.members lists a recipe twice: {members}")
+    return [str(m) for m in members]
+
+
+def _compose_experiment(name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from negate.paths import CONFIG_DIR
+
+    if not (Path(CONFIG_DIR) / "experiment" / f"{name}.yaml").is_file():
+        raise ValueError(f"ensemble member {name!r} is not a recipe of configs/experiment")
+    overrides = [f"experiment={name}", *overrides]
+    if GlobalHydra.instance().is_initialized():  # inside a negate command: its config search path holds configs/
+        return compose(config_name="train", overrides=overrides)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def member_cfg(cfg: DictConfig, name: str) -> DictConfig:
+    """The caller's config with the recipe keys (and ``data.reencode``) of experiment ``name``, composed with the
+    overrides listed for it under ``ensemble.overrides.<name>`` (e.g. ``[finetune.max_epochs=20]``)."""
+    overrides = (cfg.ensemble.get("overrides") or {}).get(name) or []
+    recipe = _compose_experiment(name, [str(o) for o in overrides])
+    out = OmegaConf.to_container(cfg, resolve=True)
+    out.pop("ensemble", None)
+    for key in RECIPE_KEYS:
+        out[key] = OmegaConf.to_container(recipe[key], resolve=True) if recipe.get(key) is not None else None
+    out["data"]["reencode"] = recipe.data.get("reencode")
+    return OmegaConf.create(out)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+class EnsembleRunner:
+    """The members' feature runners side by side: a record has a row when every member has one."""
+
+    def __init__(self, members: dict[str, object]):
+        self.members = members  # name -> FeatureRunner
+        self.pipeline = {"ensemble": {"members": list(members), "combine": COMBINE}}
+        self.families = [f for r in members.values() for f in r.families]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{m}/{n}" for m, r in self.members.items() for n in r.names]
+
+    @property
+    def widths(self) -> list[int]:
+        return [len(r.names) for r in self.members.values()]
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        return {k: v for r in self.members.values() for k, v in r.unreadable.items()}
+
+    def hashes(self, records: list[ImageRecord]) -> list[str | None]:
+        return next(iter(self.members.values())).hashes(records)
+
+    def features(self, records: list[ImageRecord], attack: str | list[str] = "") -> tuple[list[int], FeatureTable]:
+        parts = [r.features(records, attack) for r in self.members.values()]
+        kept = sorted(set.intersection(*(set(k) for k, _ in parts)))
+        blocks = []
+        for member_kept, table in parts:
+            row = {i: j for j, i in enumerate(member_kept)}
+            blocks.append(table.X[[row[i] for i in kept]] if kept else table.X[:0])
+        failed = {k: v for _, t in parts for k, v in t.failed.items()}
+        keys = [records[i].path for i in kept]
+        return kept, FeatureTable(keys, np.hstack(blocks), self.names, failed)
+
+    def failures(self, records: list[ImageRecord], table: FeatureTable, kept: list[int]) -> list[tuple[str, str]]:
+        kept_set, out = set(kept), []
+        hashes = self.hashes(records)
+        unreadable = self.unreadable
+        for i, r in enumerate(records):
+            if i not in kept_set:
+                reason = unreadable.get(r.path) or next(
+                    (v for k, v in table.failed.items() if hashes[i] and k.startswith(hashes[i])), "not extracted")
+                out.append((r.path, reason))
+        return out
+
+
+class EnsembleDetector:
+    """Mean logit of the member detectors, each on its own block of columns."""
+
+    kind = "ensemble"
+
+    def __init__(self, members: dict[str, object], widths: list[int]):
+        self.members = members  # name -> fitted detector
+        self.widths = widths
+        self.n_features_ = int(sum(widths))
+
+    def predict_proba(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features_:
+            raise ValueError(f"expected {self.n_features_} ensemble feature columns, got shape {X.shape}")
+        bounds = np.cumsum([0, *self.widths])
+        logits = [_logit(d.predict_proba(X[:, a:b])[:, 1]) for d, a, b in zip(self.members.values(), bounds, bounds[1:])]
+        p = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+        return np.column_stack([1 - p, p])
+
+    def params(self) -> dict:
+        return {"members": list(self.members), "combine": COMBINE}
+
+
+@dataclass
+class FittedMember:
+    name: str
+    recipe: object  # FittedRecipe
+    cfg: DictConfig
+
+
+def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord], work_dir: str | Path,
+                 base_view: str = ""):
+    """Fit every member on ``train``/``val``; a :class:`~negate.recipe.FittedRecipe` whose runner and detector are
+    the ensemble's, threshold chosen on ``val``. ``.members`` keeps the fitted members (for saving)."""
+    from negate.recipe import FittedRecipe, fit_recipe
+    from negate.thresholds import choose_threshold
+
+    members = []
+    for name in ensemble_members(cfg):
+        mcfg = member_cfg(cfg, name)
+        members.append(FittedMember(name, fit_recipe(mcfg, train, val, Path(work_dir) / name, base_view), mcfg))
+    runner = EnsembleRunner({m.name: m.recipe.runner for m in members})
+    detector = EnsembleDetector({m.name: m.recipe.detector for m in members}, runner.widths)
+    fitted = FittedRecipe(runner, detector, 0.5, runner.pipeline, base_view)
+    kept, p_val = fitted.score(val)
+    y_val = np.array([val[i].label for i in kept], dtype=int)
+    fitted.threshold = choose_threshold(y_val, p_val, cfg.threshold.method, cfg.threshold.target_fpr)
+    fitted.members = members
+    return fitted
+
+
+# ---------------------------------------------------------------- model folders
+
+
+def is_ensemble_folder(folder: str | Path) -> bool:
+    return (Path(folder) / MEMBERS_SHA256).is_file()
+
+
+def member_folder(folder: Path, name: str) -> Path:
+    return Path(folder) / f"member_{name}"
+
+
+def save_ensemble(folder: Path, fitted, names_by_member: dict[str, list[str]], save_member, threshold: float,
+                  uncertain: tuple[float, float], metrics: dict, card_lines: list[str],
+                  extra_files: dict[str, str] | None = None) -> Path:
+    """Write each member with ``save_member(member_dir, fitted_member)`` (a complete model folder), then the
+    ensemble's ``model.json``, ``pipeline.yaml``, ``members.sha256``, ``checksums.sha256`` and card."""
+    from negate import __version__
+    from negate.model_folder import CARD, CHECKSUMS, METRICS_JSON, MODEL_JSON, PIPELINE_YAML, SCHEMA_VERSION, _sha256
+
+    folder = Path(folder)
+    member_sums = {}
+    for m in fitted.members:
+        path = member_folder(folder, m.name)
+        path.mkdir()
+        save_member(path, m)
+        member_sums[path.name] = _sha256(path / CHECKSUMS)
+    info = {"schema_version": SCHEMA_VERSION, "negate_version": __version__,
+            "detector": {"kind": "ensemble", "params": fitted.detector.params(), "state": {}},
+            "threshold": float(threshold), "uncertain": [float(uncertain[0]), float(uncertain[1])],
+            "feature_names": [f"{m}/{n}" for m, names in names_by_member.items() for n in names]}
+    (folder / MODEL_JSON).write_text(json.dumps(info, indent=1, sort_keys=True))
+    (folder / PIPELINE_YAML).write_text(yaml.safe_dump(fitted.pipeline, sort_keys=True))
+    (folder / METRICS_JSON).write_text(json.dumps(metrics, indent=1, sort_keys=True, default=float))
+    (folder / MEMBERS_SHA256).write_text("".join(f"{d}  {n}\n" for n, d in sorted(member_sums.items())))
+    for name, text in (extra_files or {}).items():
+        (folder / name).write_text(text)
+    files = [MODEL_JSON, PIPELINE_YAML, METRICS_JSON, MEMBERS_SHA256, *(extra_files or {})]
+    sums = {n: _sha256(folder / n) for n in sorted(files)}
+    (folder / CHECKSUMS).write_text("".join(f"{d}  {n}\n" for n, d in sums.items()))
+    lines = [f"# negate model {folder.name}", "", *card_lines, "", "## Artefacts (sha256, verified on load)", "",
+             "| file | sha256 |", "| --- | --- |", *(f"| {n} | `{d}` |" for n, d in {**sums, **member_sums}.items())]
+    (folder / CARD).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def load_ensemble(folder: Path, load_member):
+    """Verify and load an ensemble folder. ``load_member(path) -> (LoadedModel, families)`` loads one member folder
+    (verifying its own checksums). Returns the ensemble's LoadedModel and, in place of families, the members'."""
+    from negate.model_folder import MODEL_JSON, PIPELINE_YAML, LoadedModel, ModelFolderError, _sha256, verify_checksums
+
+    folder = Path(folder)
+    sums = verify_checksums(folder)
+    if MEMBERS_SHA256 not in sums:
+        raise ModelFolderError(f"{folder}: {MEMBERS_SHA256} is not covered by its checksums")
+    info = json.loads((folder / MODEL_JSON).read_text())
+    pipeline = yaml.safe_load((folder / PIPELINE_YAML).read_text())
+    names = list((pipeline.get("ensemble") or {}).get("members") or [])
+    pinned = {}
+    for line in (folder / MEMBERS_SHA256).read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        pinned[name] = digest
+    members, detectors, widths = {}, {}, []
+    from negate.model_folder import CHECKSUMS
+
+    for name in names:
+        path = member_folder(folder, name)
+        if pinned.get(path.name) is None or not (path / CHECKSUMS).is_file() \
+                or _sha256(path / CHECKSUMS) != pinned[path.name]:
+            raise ModelFolderError(f"{folder}: member {name!r} is missing or does not match {MEMBERS_SHA256} "
+                                   "(tampered or truncated); refusing to load")
+        model, families = load_member(path)
+        members[name] = (model, families)
+        detectors[name] = model.detector
+        widths.append(len(model.feature_names))
+    if len(members) < 2:
+        raise ModelFolderError(f"{folder}: an ensemble needs at least two members, found {names}")
+    detector = EnsembleDetector(detectors, widths)
+    feature_names = [f"{m}/{n}" for m, (model, _) in members.items() for n in model.feature_names]
+    model = LoadedModel(folder, detector, pipeline, feature_names, info["threshold"], tuple(info["uncertain"]), info)
+    return model, members
+
+
+def make_runner(pipeline: dict, cfg: DictConfig, families, progress: bool = True):
+    """The feature runner of a loaded model: a FeatureRunner, or an EnsembleRunner when ``families`` holds the
+    members of an ensemble folder (``{name: (LoadedModel, families)}``)."""
+    from negate.pipeline import FeatureRunner
+
+    if "ensemble" in pipeline:
+        return EnsembleRunner({name: FeatureRunner(m.pipeline, cfg, fams, progress=progress)
+                               for name, (m, fams) in families.items()})
+    return FeatureRunner(pipeline, cfg, families, progress=progress)

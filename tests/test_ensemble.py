@@ -1,0 +1,128 @@
+"""`experiment=ensemble`: members fitted on one split, the mean of their logits, one checksummed model folder holding
+each member's folder, and `negate infer` / `negate evaluate` through it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from negate.paths import CONFIG_DIR
+from negate.pipeline import register_resolvers
+
+register_resolvers()
+
+SMALL = "'patches.size=64','patches.count=1'"
+# a handcrafted XGBoost member and a tiny fine-tuned member (random init, one epoch): both kinds of member folder
+MEMBERS = [
+    "ensemble.members=[handcrafted,finetuned_no_aligned]",
+    f"+ensemble.overrides.handcrafted=[{SMALL},'classifier.n_estimators=20']",
+    "+ensemble.overrides.finetuned_no_aligned=['finetune.pretrained=false','finetune.patch=64','finetune.grid=4',"
+    "'finetune.max_epochs=1','finetune.num_workers=0','finetune.batch_size=8','finetune.trainer.accelerator=cpu']",
+]
+
+
+def _train_cfg(tmp_path, image_folder, extra=()):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=[
+            "data=folder", f"data.path={image_folder}", f"paths.output_dir={tmp_path}",
+            f"paths.models_dir={tmp_path}/models", "experiment=ensemble", *MEMBERS, "eval.n_boot=10",
+            "split.group_by=null", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, image_folder):
+    from negate.training import train
+
+    tmp_path = tmp_path_factory.mktemp("ensemble")
+    metrics = train(_train_cfg(tmp_path, image_folder))
+    return tmp_path, metrics
+
+
+def test_member_configs_take_the_callers_data_and_their_own_recipe(tmp_path, image_folder):
+    from negate.ensemble import ensemble_members, member_cfg
+
+    cfg = _train_cfg(tmp_path, image_folder)
+    assert ensemble_members(cfg) == ["handcrafted", "finetuned_no_aligned"]
+    hand = member_cfg(cfg, "handcrafted")
+    assert sorted(hand.feature) == ["dct", "laplacian", "npr", "spectral"] and hand.classifier.n_estimators == 20
+    assert hand.data.path == str(image_folder) and hand.data.reencode == "none" and hand.patches.size == 64
+    ft = member_cfg(cfg, "finetuned_no_aligned")
+    assert ft.finetune.aligned is None and ft.finetune.max_epochs == 1 and ft.encoder.name == "none"
+    cfg.ensemble.members = ["handcrafted"]
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble_members(cfg)
+    cfg.ensemble.members = ["handcrafted", "no_such_recipe"]
+    with pytest.raises(ValueError, match="not a recipe"):
+        member_cfg(cfg, "no_such_recipe")
+
+
+def test_ensemble_folder_holds_complete_members_and_scores_their_mean_logit(trained, image_folder):
+    from negate.inference import load_checked_model
+    from negate.model_folder import ModelFolderError
+
+    tmp_path, metrics = trained
+    folder = tmp_path / "moved"
+    shutil.copytree(metrics["model_dir"], folder)  # any copy of the folder works
+    for member in ("member_handcrafted", "member_finetuned_no_aligned"):
+        assert (folder / member / "checksums.sha256").is_file()
+    assert (folder / "member_finetuned_no_aligned" / "detector.safetensors").is_file()
+    assert "training_images.sha256" in (folder / "checksums.sha256").read_text()
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "mean of the members' logits" in card and "Training data" in card
+
+    model, members = load_checked_model(str(folder), [])
+    assert model.detector.kind == "ensemble" and list(members) == ["handcrafted", "finetuned_no_aligned"]
+    # the ensemble's probability is the sigmoid of the members' mean logit, each member scoring its own columns
+    from negate.ensemble import make_runner
+    from negate.data.records import ImageRecord
+
+    cfg = _train_cfg(tmp_path, image_folder)
+    records = [ImageRecord(str(p)) for p in sorted(image_folder.rglob("*.png"))[:4]]
+    kept, table = make_runner(model.pipeline, cfg, members, progress=False).features(records)
+    prob = model.detector.predict_proba(table.X)[:, 1]
+    logits = []
+    for m, fams in members.values():
+        m_kept, m_table = make_runner(m.pipeline, cfg, fams, progress=False).features(records)
+        assert m_kept == kept
+        p = m.detector.predict_proba(m_table.X)[:, 1]
+        logits.append(np.log(p / (1 - p)))
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-np.mean(logits, axis=0))), rtol=1e-5)
+
+    # a changed member file is refused by the member's checksums; a swapped member checksum file by the ensemble's
+    weights = folder / "member_finetuned_no_aligned" / "detector.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-4] + b"\0\0\0\1")
+    with pytest.raises(ModelFolderError, match="detector.safetensors"):
+        load_checked_model(str(folder), [])
+    weights.write_bytes(original)
+    sums = folder / "member_handcrafted" / "checksums.sha256"
+    sums.write_text(sums.read_text() + "\n")
+    with pytest.raises(ModelFolderError, match="member 'handcrafted'"):
+        load_checked_model(str(folder), [])
+
+
+def test_infer_and_evaluate_through_an_ensemble_folder(trained, image_folder):
+    import subprocess
+    import sys
+
+    tmp_path, metrics = trained
+    out = subprocess.run([sys.executable, "-m", "negate.cli", "infer", str(image_folder), f"ckpt={metrics['model_dir']}",
+                          "output=json", f"paths.output_dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout)
+    assert rows and all(r["verdict"] in ("synthetic", "human", "uncertain") for r in rows)
+    assert all(0 <= r["prob_synthetic"] <= 1 for r in rows)
+
+    from negate.evaluating import evaluate
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            f"ckpt={metrics['model_dir']}", "data=folder", f"data.path={image_folder}", f"paths.output_dir={tmp_path}",
+            "eval.n_boot=10", "eval.robustness=false"])
+    report = evaluate(cfg, tmp_path / "evaluate")
+    assert 0 <= report["test"]["auroc"] <= 1
+    assert report["seen_in_training"]["n"] > 0  # the ensemble folder lists the images its members learned from

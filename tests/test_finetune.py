@@ -14,7 +14,7 @@ from safetensors import safe_open
 from negate.data.records import ImageRecord, load_manifest
 from negate.finetune.aligned import AlignedCrop
 from negate.finetune.data import DecodedImages, PatchAugment, PatchEvalSet, PatchTrainSet, collate_patches
-from negate.finetune.fit import fit_detector, finetuned_encoder_cfg
+from negate.finetune.fit import fit_detector, fit_key, finetuned_encoder_cfg
 from negate.finetune.module import balanced_bce
 from negate.models.encoders import create_encoder
 
@@ -95,6 +95,15 @@ def test_fit_writes_weights_that_run_as_an_encoder(tmp_path, manifest):
     assert enc(torch.rand(2, 3, 96, 96)).shape == (2, 1)  # native: any patch size, never resized
     pooled = create_encoder({**finetuned_encoder_cfg(weights), "pool": "mean"})
     assert pooled(x).shape == (3, 1280)
+
+    # the same images, config and seed reuse the cached weights; another seed or other images fit again
+    key = fit_key(train, val, TINY, 64_000_000, 0)
+    assert (tmp_path / "cache" / "finetune" / key / "detector.safetensors").read_bytes() == weights.read_bytes()
+    again = fit_detector(train, val, TINY, tmp_path / "again", cache_dir=tmp_path / "cache")
+    assert again.read_bytes() == weights.read_bytes() and again.parent.name == "again"
+    assert not (tmp_path / "again" / "checkpoints").exists()  # nothing was trained
+    assert len({key, fit_key(train, val, TINY, 64_000_000, 1), fit_key(train[1:], val, TINY, 64_000_000, 0),
+                fit_key(train, val, {**TINY, "patch": 32}, 64_000_000, 0)}) == 4
 
 
 def test_fit_needs_both_classes(tmp_path, manifest):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from negate.finetune.module import PatchDetector
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "detector.safetensors"
+# bump when a change to the fine-tuning code changes what the same data and config produce (invalidates cached weights)
+FIT_VERSION = 1
 
 
 def _plain(cfg) -> dict:
@@ -60,6 +64,22 @@ def _trainer_kwargs(cfg: dict) -> dict:
             "precision": precision}
 
 
+def fit_key(train: list[ImageRecord], val: list[ImageRecord], cfg, max_pixels: int, seed: int) -> str | None:
+    """What the fitted weights depend on: the training and validation images (content hashes, labels, order), the
+    ``finetune`` config, the seed and the code version. None when an image cannot be read (then nothing is cached)."""
+    from negate.cache import config_hash
+    from negate.data.index import hash_records
+
+    hashes = {}
+    for name, records in (("train", train), ("val", val)):
+        digests, failed = hash_records(records)
+        if failed:
+            return None
+        hashes[name] = [[d, r.label] for d, r in zip(digests, records)]
+    return config_hash({"images": hashes, "finetune": _plain(cfg), "max_pixels": int(max_pixels), "seed": int(seed),
+                        "version": FIT_VERSION})
+
+
 def fit_detector(
     train: list[ImageRecord],
     val: list[ImageRecord],
@@ -70,13 +90,32 @@ def fit_detector(
     max_pixels: int = 64_000_000,
     seed: int = 0,
 ) -> Path:
-    """Fine-tune on ``train`` (early stopping on ``val``) and write ``out_dir/detector.safetensors``."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from safetensors.torch import save_file
+    """Fine-tune on ``train`` (early stopping on ``val``) and write ``out_dir/detector.safetensors``.
 
+    The weights are also kept under ``cache_dir/finetune/<fit_key>``: the same images, config and seed (a rerun, a
+    killed protocol run started again, an ensemble member fitted on folds already fitted) reuse them."""
     cfg = _plain(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    key = fit_key(train, val, cfg, max_pixels, seed)
+    cached = Path(cache_dir) / "finetune" / key / WEIGHTS_FILE if key else None
+    if cached is not None and cached.is_file():
+        shutil.copyfile(cached, out_dir / WEIGHTS_FILE)
+        log.info("fine-tuned weights for these images and settings found in the cache: %s", cached)
+        return out_dir / WEIGHTS_FILE
+    path = _fit(train, val, cfg, out_dir, cache_dir, max_pixels, seed)
+    if cached is not None and path.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, cached)  # atomic: a killed run leaves the whole file or none
+    return path
+
+
+def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed: int) -> Path:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from safetensors.torch import save_file
+
     L.seed_everything(seed, workers=True, verbose=False)
     started = time.perf_counter()
     train_images, val_images = DecodedImages(train, max_pixels), DecodedImages(val, max_pixels)

@@ -96,6 +96,15 @@ def test_fit_writes_weights_that_run_as_an_encoder(tmp_path, manifest):
     pooled = create_encoder({**finetuned_encoder_cfg(weights), "pool": "mean"})
     assert pooled(x).shape == (3, 1280)
 
+    # the feature cache keys on the weights' digest, not on the folder they lie in
+    from negate.features.embedding import EmbeddingFamily
+
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / weights.name
+    copy.write_bytes(weights.read_bytes())
+    assert EmbeddingFamily(finetuned_encoder_cfg(weights)).config_for_cache() == \
+        EmbeddingFamily(finetuned_encoder_cfg(copy)).config_for_cache()
+
     # the same images, config and seed reuse the cached weights; another seed or other images fit again
     key = fit_key(train, val, TINY, 64_000_000, 0)
     assert (tmp_path / "cache" / "finetune" / key / "detector.safetensors").read_bytes() == weights.read_bytes()

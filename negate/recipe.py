@@ -130,6 +130,7 @@ def content_baseline_cfg(cfg: DictConfig) -> DictConfig:
     spec = base["cv"]["content_baseline"]
     base["finetune"] = {"name": "none"}
     base["aligned"] = None
+    base.pop("ensemble", None)  # the baseline is one frozen encoder + logreg, whatever the recipe
     base["feature"] = {}
     base["ae"] = {"name": "none"}
     base["encoder"] = OmegaConf.to_container(OmegaConf.load(_config_file("encoder", spec["encoder"])), resolve=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import write_labelled_folder
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from negate.data.records import ImageRecord
 from negate.evaluation.families import family_folds, run_family_protocol
@@ -103,7 +104,7 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
 
 def test_ensemble_recipe_under_the_protocol(tmp_path):
     """experiment=ensemble: every fold fits both named recipes on the same split; the score is their mean logit."""
-    from negate.ensemble import FittedEnsemble, member_cfg
+    from negate.ensemble import member_cfg
     from negate.recipe import fit_recipe
 
     manifest, pairs = _family_manifest(tmp_path)
@@ -120,15 +121,19 @@ def test_ensemble_recipe_under_the_protocol(tmp_path):
     assert list(hand.feature) == ["spectral", "laplacian", "npr", "dct"] and hand.data.reencode == "none"
     assert hand.patches.size == 64 and hand.data.path == str(manifest)  # caller's data, member's recipe
     assert member_cfg(cfg, "default").data.reencode == "jpeg90"
+    from negate.recipe import content_baseline_cfg
+
+    assert content_baseline_cfg(OmegaConf.merge(cfg, {"cv": {"content_baseline": {
+        "encoder": "effnet_lite0", "classifier": {"_target_": "negate.classifiers.LogRegDetector"}}}})).get("ensemble") is None
 
     results = run_family_protocol(cfg, tmp_path / "run")
     assert 0 <= results["recipe"]["overall"]["auroc"] <= 1 and results["recipe"]["n_scored"] > 0
 
     records = [r for r in __import__("negate.pipeline", fromlist=["load_records"]).load_records(cfg.data)[0]]
     ens = fit_recipe(cfg, records[::2], records[1::2], tmp_path / "fit")
-    assert isinstance(ens, FittedEnsemble) and ens.names == ["handcrafted", "default"]
+    assert ens.detector.kind == "ensemble" and [m.name for m in ens.members] == ["handcrafted", "default"]
     kept, prob = ens.score(records[1::2])
-    member_scores = [dict(zip(*m.score(records[1::2]))) for m in ens.members]
+    member_scores = [dict(zip(*m.recipe.score(records[1::2]))) for m in ens.members]
     logit = np.mean([np.log(np.array([s[i] for i in kept]) / (1 - np.array([s[i] for i in kept])))
                      for s in member_scores], axis=0)
     np.testing.assert_allclose(prob, 1 / (1 + np.exp(-logit)), rtol=1e-5)

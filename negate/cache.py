@@ -302,10 +302,11 @@ def _read_index(folder: Path) -> _Index | None:
     path = folder / INDEX
     try:
         with _Npz(path, ("shards", "keys", "where")) as npz:
-            index = _Index(npz.whole("shards").tolist(), npz.whole("keys"), npz.whole("where"))
-        if index.keys.ndim != 1 or index.keys.dtype.kind != "S" or index.where.shape != (len(index.keys), 2):
+            shards, keys, where = npz.whole("shards"), npz.whole("keys"), npz.whole("where")
+        if (shards.ndim != 1 or shards.dtype.kind != "U" or keys.ndim != 1 or keys.dtype.kind != "S"
+                or where.shape != (len(keys), 2) or where.dtype.kind not in "iu"):
             raise ValueError("malformed index")
-        return index
+        return _Index(shards.tolist(), keys, where)
     except FileNotFoundError:
         return None
     except _UNREADABLE as err:

@@ -96,7 +96,7 @@ def test_fit_writes_weights_that_run_as_an_encoder(tmp_path, manifest):
     pooled = create_encoder({**finetuned_encoder_cfg(weights), "pool": "mean"})
     assert pooled(x).shape == (3, 1280)
 
-    # the feature cache keys on the weights' digest, not on the folder they lie in
+    # the feature cache keys on the weights' digest (encoder identity), not on the folder they lie in
     from negate.features.embedding import EmbeddingFamily
 
     (tmp_path / "copy").mkdir()

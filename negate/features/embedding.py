@@ -58,12 +58,7 @@ class EncoderFamily(FeatureFamily):
         self.hparams: dict = {"encoder": cfg, "pretrained": bool(pretrained), "precision": precision}
 
     def config_for_cache(self) -> dict:
-        cfg = super().config_for_cache()
-        if cfg["encoder"].get("name") == "finetuned":
-            # its weights are named by their sha256 (identity); the folder they lie in (a protocol fold, a model
-            # folder, a copy of it) does not change the numbers
-            cfg["encoder"] = {k: v for k, v in cfg["encoder"].items() if k != "weights_dir"}
-        return {**cfg, "model": self.model.identity()}
+        return {**super().config_for_cache(), "model": self.model.identity()}
 
     def _run(self, fn, x: torch.Tensor, per_call: int = 1) -> torch.Tensor:
         channels_last_on_cuda(self.model)

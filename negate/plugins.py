@@ -12,9 +12,11 @@ This module imports nothing of negate's own at import time, so every layer can r
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import pkgutil
+from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -51,11 +53,13 @@ class Registry:
     modules are imported to fill the registry.
     """
 
-    def __init__(self, kind: str, group: str, *, key: str = "name", package: str | None = None):
+    def __init__(self, kind: str, group: str, *, key: str = "name", package: str | None = None,
+                 specs: bool = False):
         self.kind = kind
         self.group = group
         self.key = key
         self.package = package
+        self.specs = specs  # entries are specs read from the group's YAMLs, not code
         self._entries: dict[str, Any] = {}
         self._loaders: list[Callable[[], None]] = []
         self._discovered = False
@@ -99,6 +103,25 @@ class Registry:
     def _ensure(self) -> None:
         if not self._discovered:
             self.discover()
+
+    def declared_names(self) -> list[str]:
+        """The names :meth:`names` gives, read from the source (``register...("<name>")`` decorators in the package,
+        or the group's YAMLs for specs) without importing anything: for ``negate --help``, which must stay instant."""
+        if self.specs:
+            from negate.paths import CONFIG_DIR
+
+            return sorted(p.stem for p in (Path(CONFIG_DIR) / self.group).glob("*.yaml") if p.stem != "none")
+        root = Path(__file__).resolve().parent.parent / Path(*(self.package or "").split("."))
+        files = sorted(root.glob("*.py")) if root.is_dir() else [root.with_suffix(".py")]
+        names = set()
+        for path in files:
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                for dec in getattr(node, "decorator_list", ()):
+                    callee = dec.func if isinstance(dec, ast.Call) else None
+                    called = getattr(callee, "attr", None) or getattr(callee, "id", None) or ""
+                    if called.startswith("register") and dec.args and isinstance(dec.args[0], ast.Constant):
+                        names.add(str(dec.args[0].value))
+        return sorted(names)
 
     # -- lookup ----------------------------------------------------------------------------------------------------
 
@@ -205,8 +228,8 @@ def _where(obj: Any) -> str:
 
 # One registry per pluggable kind. Config group, name key and the package whose modules register entries:
 FEATURES = Registry("feature family", "feature", package="negate.features")
-ENCODERS = Registry("encoder", "encoder", package="negate.models.encoders")
-AUTOENCODERS = Registry("autoencoder", "ae", package="negate.models.autoencoders")
+ENCODERS = Registry("encoder", "encoder", package="negate.models.encoders", specs=True)
+AUTOENCODERS = Registry("autoencoder", "ae", package="negate.models.autoencoders", specs=True)
 CLASSIFIERS = Registry("detector", "classifier", key="kind", package="negate.classifiers")
 DATA_SOURCES = Registry("data source", "data", key="kind", package="negate.data.sources")
 LOGGERS = Registry("run logger", "logger", key="kind", package="negate.loggers")
@@ -217,5 +240,6 @@ REGISTRIES: tuple[Registry, ...] = (FEATURES, ENCODERS, AUTOENCODERS, CLASSIFIER
 
 
 def describe() -> list[str]:
-    """One line per kind for ``negate --help``: ``"feature: dct, laplacian, ..."`` (config group: names)."""
-    return [f"{r.group}: {', '.join(r.names())}" for r in REGISTRIES]
+    """One line per kind for ``negate --help``: ``"feature: aerecon, dct, ..."`` (config group: registered names),
+    read from the source without importing torch and friends."""
+    return [f"{r.group}: {', '.join(r.declared_names())}" for r in REGISTRIES]

@@ -3,6 +3,7 @@ name built and run, and a new detector added with one module and one YAML, train
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,7 +86,15 @@ def test_legacy_target_must_name_a_registered_object():
         CLASSIFIERS.build({"kind": "logreg", "C": {"_target_": "numpy.load", "file": "x"}})
 
 
-def test_describe_lists_every_kind_for_the_help_text():
+@pytest.mark.parametrize("registry", REGISTRIES, ids=lambda r: r.group)
+def test_names_read_from_the_source_are_the_registered_ones(registry):
+    assert registry.declared_names() == registry.names()
+
+
+def test_describe_lists_every_kind_for_the_help_text_without_importing_torch():
+    probe = "import sys; from negate.plugins import describe; describe(); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
     lines = describe()
     assert [line.split(":")[0] for line in lines] == [r.group for r in REGISTRIES]
     assert "classifier: logreg, xgboost, zero_shot" in lines

@@ -6,8 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+from negate.loggers.base import RunLogger, flatten_metrics
 from negate.plugins import LOGGERS
-from negate.run_logger import RunLogger, flatten_metrics
 
 
 @LOGGERS.register("csv")

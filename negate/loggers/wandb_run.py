@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from negate.loggers.base import RunLogger, flatten_metrics
 from negate.plugins import LOGGERS
-from negate.run_logger import RunLogger, flatten_metrics
 
 
 def _sweep_group() -> tuple[str | None, str | None]:

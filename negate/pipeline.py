@@ -8,7 +8,7 @@ autoencoder), patch cutting and the data normalisation (``data.reencode``). It i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 
 from hydra.utils import instantiate
@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from negate.data.dataset import ExtractionItem, PatchConfig, make_key
 from negate.data.index import hash_records
-from negate.data.records import ImageRecord, load_folder, load_manifest
+from negate.data.records import ImageRecord
 from negate.extract import FeatureTable, extract_features, pooled_names
 from negate.features.base import FeatureFamily
 from negate.paths import SAMPLE_DIR, negate_home, unique_run_dir
+from negate.plugins import DATA_SOURCES, FEATURES, has_target
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +43,17 @@ register_resolvers()
 
 
 def load_records(data_cfg) -> tuple[list[ImageRecord], dict[str, str]]:
-    """Records of ``data=folder|manifest|sample`` and the paths skipped while scanning (with reasons)."""
-    kind, path = data_cfg.kind, data_cfg.get("path")
+    """Records of the ``data`` group's source (``data.kind``: a name in :data:`negate.plugins.DATA_SOURCES`) and the
+    paths skipped while scanning (with reasons)."""
+    kind, path = data_cfg.get("kind"), data_cfg.get("path")
     if path in (None, "???"):
         raise ValueError(f"data={kind} needs data.path=...")
-    if kind == "folder":
-        records, skipped = load_folder(path)
-        return records, dict(skipped)
-    if kind == "manifest":
-        return load_manifest(path, data_cfg.get("source_from", "auto")), {}
-    raise ValueError(f"unknown data.kind {kind!r}: use folder or manifest")
+    try:
+        source = DATA_SOURCES.get(kind)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
+    records, skipped = source(data_cfg)
+    return records, dict(skipped)
 
 
 def pipeline_from_cfg(cfg: DictConfig) -> dict:
@@ -69,24 +71,19 @@ def pipeline_from_cfg(cfg: DictConfig) -> dict:
     }
 
 
-def _has_target(value) -> bool:
-    if isinstance(value, Mapping):
-        return "_target_" in value or any(_has_target(v) for v in value.values())
-    return isinstance(value, Sequence) and not isinstance(value, str) and any(_has_target(v) for v in value)
-
-
-def check_feature_spec(name: str, spec) -> None:
-    """Only registered feature families may be built from a config. A model folder's ``pipeline.yaml`` is data, and
-    Hydra would call any importable callable it names (``torch.load`` of a pickle, for one)."""
-    import negate.features  # noqa: F401  (fills the registry)
-    from negate.features.base import FEATURE_REGISTRY
-
-    allowed = {f"{c.__module__}.{c.__qualname__}" for c in FEATURE_REGISTRY.values()}
-    target = spec.get("_target_") if isinstance(spec, Mapping) else None
-    if target not in allowed:
+def feature_options(name: str, spec) -> dict:
+    """The options of ``feature.<name>``, checked: a model folder's ``pipeline.yaml`` is data, so a family is only
+    ever looked up in the registry by name; a ``_target_`` (how older configs named the class) must name that
+    registered family, and nested ``_target_`` entries are refused."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"feature {name!r}: expected a mapping of options, got {type(spec).__name__}")
+    options = dict(spec)
+    target = options.pop("_target_", None)
+    if target is not None and FEATURES.name_of_target(str(target)) != name:
         raise ValueError(f"feature {name!r}: _target_ {target!r} is not a registered feature family")
-    if any(_has_target(v) for k, v in spec.items() if k != "_target_"):
+    if any(has_target(v) for v in options.values()):
         raise ValueError(f"feature {name!r}: nested _target_ entries are not allowed")
+    return options
 
 
 def protocol_signature(cfg: DictConfig) -> str:
@@ -126,11 +123,10 @@ def build_families(pipeline: dict, model_dir: str | None = None) -> list[Feature
         if model_dir is None:
             raise ValueError("this pipeline loads weights from its model folder (@model); pass model_dir")
         pipeline = {**pipeline, "encoder": {**pipeline["encoder"], "weights_dir": str(model_dir)}}
-    for name, spec in pipeline["feature"].items():
-        check_feature_spec(name, spec)
-    families = [instantiate(spec) for _, spec in sorted(pipeline["feature"].items())]
+    options = {name: feature_options(name, spec) for name, spec in pipeline["feature"].items()}
+    families = [FEATURES.build(name, **opts) for name, opts in sorted(options.items())]
     if pipeline["encoder"].get("name", "none") != "none" or pipeline["ae"].get("name", "none") != "none":
-        from negate.models.families import build_deep_families  # imports timm/diffusers only when needed
+        from negate.features.deep import build_deep_families
 
         families += build_deep_families(OmegaConf.create(pipeline["encoder"]), OmegaConf.create(pipeline["ae"]))
     return families

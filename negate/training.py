@@ -13,14 +13,13 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from negate.cache import ensure_writable
-from negate.classifiers import ZeroShotDetector
+from negate.classifiers import build_detector
 from negate.data.index import file_format
 from negate.data.patches import seed_from_key
-from negate.data.perturb import ROBUSTNESS_SUITE, random_view
+from negate.data.perturb import ROBUSTNESS_SUITE
 from negate.data.records import ImageRecord
 from negate.data.split import split_indices
 from negate.errors import InputError
@@ -29,6 +28,7 @@ from negate.evaluation.metrics import binary_metrics
 from negate.evaluation.report import write_report
 from negate.model_folder import TRAINING_IMAGES, ModelFolderError, new_model_dir, save_model, training_images_text
 from negate.pipeline import FeatureRunner, load_records, pipeline_from_cfg, protocol_signature
+from negate.plugins import AUGMENTATIONS
 from negate.run_logger import create_run_logger
 from negate.thresholds import choose_threshold, uncertain_band
 from negate.tables import print_metrics_table
@@ -103,10 +103,7 @@ def load_feature_set(cfg: DictConfig, runner: FeatureRunner, run_dir: Path | Non
 
 
 def make_detector(classifier_cfg, names: list[str]):
-    detector = instantiate(classifier_cfg)
-    if isinstance(detector, ZeroShotDetector):
-        detector.bind(names)
-    return detector
+    return build_detector(classifier_cfg, names)
 
 
 def augmented_rows(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, rows: np.ndarray):
@@ -114,15 +111,14 @@ def augmented_rows(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, rows:
 
     Returns ``(X_aug, owner_row, y_aug)``; cached like any view, so sweeps pay for augmentation once.
     """
-    views = int(cfg.augment.get("views", 0))
-    if views <= 0 or len(rows) == 0:
+    augmentation = AUGMENTATIONS.build(cfg.augment)
+    if augmentation.views <= 0 or len(rows) == 0:
         return None
-    aug_cfg = {k: v for k, v in OmegaConf.to_container(cfg.augment, resolve=True).items() if k != "views"}
     recs = [fs.records[i] for i in rows]
     hashes = runner.hashes(recs)
     X_parts, owners = [], []
-    for v in range(views):
-        attacks = [random_view(seed_from_key(f"{h}|aug{v}|{cfg.seed}"), aug_cfg) for h in hashes]
+    for v in range(augmentation.views):
+        attacks = [augmentation.view(seed_from_key(f"{h}|aug{v}|{cfg.seed}")) for h in hashes]
         attacks = ["" if a == "none" else a for a in attacks]
         kept, table = runner.features(recs, attacks)
         X_parts.append(table.X)

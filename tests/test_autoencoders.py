@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from negate.features.aerecon import AEReconFamily
-from negate.features.base import FEATURE_REGISTRY
-from negate.models.autoencoders import AE_REGISTRY, create_autoencoder, resolve_ae_spec
+from negate.models.autoencoders import create_autoencoder, resolve_ae_spec
 from negate.models.hub import ModelUnavailableError
+from negate.plugins import AUTOENCODERS, FEATURES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ae"
 AE_YAMLS = sorted(p for p in CONFIGS.glob("*.yaml") if p.stem != "none")
@@ -41,16 +41,16 @@ def tiny(cls_name: str, seed: int = 0):
 
 
 def test_every_ae_yaml_matches_the_registry_and_uses_a_supported_class():
-    assert {p.stem for p in AE_YAMLS} == set(AE_REGISTRY)
+    assert {p.stem for p in AE_YAMLS} == set(AUTOENCODERS.names())
     for path in AE_YAMLS:
         cfg = OmegaConf.to_container(OmegaConf.load(path))
-        spec = AE_REGISTRY[cfg["name"]]
+        spec = AUTOENCODERS.get(cfg["name"])
         assert cfg["name"] == path.stem
         assert (cfg["cls"], cfg["repo_id"], cfg["subfolder"], cfg["gated"]) == (
             spec.cls, spec.repo_id, spec.subfolder, spec.gated)
         assert cfg["input_range"] == [-1, 1] and cfg["cls"] in TINY
         resolved, _ = resolve_ae_spec(cfg)  # no unknown keys
-        assert resolved == spec.replace(license=cfg["license"])
+        assert resolved == spec
 
 
 @pytest.mark.parametrize("cls_name", sorted(TINY))
@@ -93,7 +93,7 @@ def test_latent_transforms_are_the_models_and_cancel_in_a_round_trip(cls_name):
         assert torch.allclose(ae.decode(lat), direct, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(AE_REGISTRY))
+@pytest.mark.parametrize("name", AUTOENCODERS.names())
 def test_missing_ae_weights_raise_a_clear_error_at_once(name, tmp_path, monkeypatch):
     import huggingface_hub.constants as hfc
 
@@ -102,9 +102,9 @@ def test_missing_ae_weights_raise_a_clear_error_at_once(name, tmp_path, monkeypa
     t0 = time.perf_counter()
     with pytest.raises(ModelUnavailableError) as info:
         create_autoencoder(name)
-    repo = AE_REGISTRY[name].repo_id
+    repo = AUTOENCODERS.get(name).repo_id
     assert info.value.repo_id == repo and f"hf download {repo}" in str(info.value)
-    assert ("hf auth login" in str(info.value)) == AE_REGISTRY[name].gated
+    assert ("hf auth login" in str(info.value)) == AUTOENCODERS.get(name).gated
     print(f"{name}: ModelUnavailableError after {(time.perf_counter() - t0) * 1000:.1f} ms")
 
 
@@ -131,7 +131,7 @@ def test_pretrained_vae_loads_from_the_hub_cache_offline(tmp_path, monkeypatch):
 def test_aerecon_family_measures_the_reconstruction_error():
     ae = tiny("AutoencoderKL")
     fam = AEReconFamily(ae="zimage", pretrained=False, model=ae, blocks=2, device="cpu")
-    assert FEATURE_REGISTRY["aerecon"] is AEReconFamily
+    assert FEATURES.get("aerecon") is AEReconFamily
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     out = fam(x)
     names = fam.feature_names()

@@ -9,8 +9,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from negate.classifiers import build_detector
 from negate.paths import CONFIG_DIR
 from negate.pipeline import pipeline_from_cfg, register_resolvers
+from negate.plugins import FEATURES
 
 register_resolvers()
 GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir())
@@ -56,19 +58,19 @@ def test_default_recipe_builds_offline_and_pipeline_is_plain_data():
     assert Path(cfg.data.path).name == "MANIFEST.tsv" and Path(cfg.data.path).exists()
     (family,) = build_families(pipeline)  # the packaged EfficientNet-Lite0 weights: no hub access
     assert family.name == "embedding" and family.dim == 2304
-    assert instantiate(cfg.classifier).kind == "logreg"
+    assert build_detector(cfg.classifier).kind == "logreg"
 
 
 @pytest.mark.parametrize("option", options("feature"))
 def test_feature_options_instantiate(option):
     cfg = compose_cfg("train", [f"feature=[{option}]"])
-    family = instantiate(cfg.feature[option])
+    family = FEATURES.build(option, **cfg.feature[option])
     assert family.name == option
 
 
 @pytest.mark.parametrize("option", options("classifier"))
 def test_classifier_options_instantiate(option):
-    detector = instantiate(compose_cfg("train", [f"classifier={option}"]).classifier)
+    detector = build_detector(compose_cfg("train", [f"classifier={option}"]).classifier)
     assert detector.kind == {"logit": "zero_shot"}.get(option, option)  # logit: the zero-shot score of a logit
 
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from skimage import data
 
-from negate.features import create_feature
+from negate.features import create_feature, list_features
 from negate.features.compiled import CompiledFamily, compile_families, should_compile
+from negate.plugins import FEATURES
 
-HANDCRAFTED = ["spectral", "laplacian", "lbp", "wavelet", "resize_crop", "npr", "dct"]
+HANDCRAFTED = [name for name in list_features() if FEATURES.get(name).compilable]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import pywt
 import torch
 
-from negate.features.base import FEATURE_REGISTRY
+from negate.plugins import FEATURES
 from negate.features.warpad import STATS, WaRPADFamily, haar_highpass
 from negate.models.encoders import create_encoder
 
@@ -44,7 +44,7 @@ def tiny_family(**kwargs) -> WaRPADFamily:
 
 
 def test_family_is_registered_and_returns_its_named_statistics():
-    assert FEATURE_REGISTRY["warpad"] is WaRPADFamily
+    assert FEATURES.get("warpad") is WaRPADFamily
     fam = tiny_family(grid=2)
     assert fam.feature_names() == [f"warpad.{s}" for s in STATS] and fam.feature_names()[0] == "warpad.score"
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))

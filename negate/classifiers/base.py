@@ -1,10 +1,31 @@
-"""Shared detector plumbing: input validation and the kind -> class table used when loading a model folder."""
+"""Shared detector plumbing: the base class, input validation, and building/loading through the registry.
+
+A detector module registers its class with ``@register_detector("<kind>")``; ``configs/classifier/<option>.yaml``
+selects it with ``kind: <kind>`` plus constructor arguments. The kind is also what a model folder's ``model.json``
+records, so :func:`load_detector` finds the class again.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
+
+from negate.plugins import CLASSIFIERS
+
+_D = TypeVar("_D", bound=type)
+
+
+def register_detector(kind: str) -> Callable[[_D], _D]:
+    """Class decorator: make a detector available as ``classifier: {kind: <kind>}`` and loadable from model folders."""
+
+    def wrap(cls: _D) -> _D:
+        CLASSIFIERS.add(kind, cls)
+        cls.kind = kind
+        return cls
+
+    return wrap
 
 
 def check_X(X, n_features: int | None = None) -> np.ndarray:
@@ -57,17 +78,21 @@ class Detector:
         """Small JSON-serialisable fitted state (e.g. n_features, best iteration)."""
         return {"n_features": self.n_features_}
 
+    def bind(self, feature_names: list[str]) -> None:
+        """Told the names of the feature columns before ``fit`` (a detector that scores one column by name needs
+        them); ignored by default."""
 
-def detector_classes() -> dict[str, type[Detector]]:
-    from negate.classifiers.logreg import LogRegDetector
-    from negate.classifiers.xgboost import XGBoostDetector
-    from negate.classifiers.zero_shot import ZeroShotDetector
 
-    return {c.kind: c for c in (XGBoostDetector, LogRegDetector, ZeroShotDetector)}
+def build_detector(classifier_cfg, feature_names: list[str] | None = None) -> Detector:
+    """The detector a ``classifier`` config selects (``kind`` + constructor arguments), bound to the feature columns
+    it will see when ``feature_names`` is given."""
+    detector = CLASSIFIERS.build(classifier_cfg)
+    if feature_names is not None:
+        detector.bind(list(feature_names))
+    return detector
 
 
 def load_detector(folder: Path, kind: str, params: dict, state: dict) -> Detector:
-    classes = detector_classes()
-    if kind not in classes:
-        raise ValueError(f"unknown detector kind {kind!r} in model folder {folder}; known: {sorted(classes)}")
-    return classes[kind].load(Path(folder), params, state)
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"unknown detector kind {kind!r} in model folder {folder}; known: {CLASSIFIERS.names()}")
+    return CLASSIFIERS.get(kind).load(Path(folder), params, state)

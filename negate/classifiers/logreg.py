@@ -8,15 +8,15 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 
-from negate.classifiers.base import Detector, check_X, check_y
+from negate.classifiers.base import Detector, check_X, check_y, register_detector
 from negate.classifiers.preprocess import Preprocessor
 
 WEIGHTS_FILE = "logreg.safetensors"
 PREPROCESS_FILE = "preprocess.safetensors"
 
 
+@register_detector("logreg")
 class LogRegDetector(Detector):
-    kind = "logreg"
 
     def __init__(self, C: float = 0.1, max_iter: int = 5000, balance_classes: bool = True, pca_components: int | float = 0, seed: int = 0):
         self._params = dict(C=C, max_iter=max_iter, balance_classes=balance_classes, pca_components=pca_components, seed=seed)

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from negate.classifiers.base import Detector, check_X, check_y
+from negate.classifiers.base import Detector, check_X, check_y, register_detector
 from negate.classifiers.preprocess import Preprocessor
 
 MODEL_FILE = "model.ubj"
 PREPROCESS_FILE = "preprocess.safetensors"
 
 
+@register_detector("xgboost")
 class XGBoostDetector(Detector):
-    kind = "xgboost"
 
     def __init__(
         self,

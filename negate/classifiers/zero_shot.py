@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from negate.classifiers.base import Detector, check_X, check_y
+from negate.classifiers.base import Detector, check_X, check_y, register_detector
 
 
+@register_detector("zero_shot")
 class ZeroShotDetector(Detector):
-    kind = "zero_shot"
 
     def __init__(self, score: str = "warpad.score.mean", higher_is_synthetic: bool = False, calibrate_on: str = "train"):
         if calibrate_on not in ("train", "val"):

@@ -1,14 +1,6 @@
-"""Feature families. Importing this package registers every family in ``FEATURE_REGISTRY``."""
+"""Feature families, handcrafted and model-backed. Each module registers its family in
+:data:`negate.plugins.FEATURES` (``@register_feature("<name>")``); the registry imports them all on first use."""
 
-from negate.features.base import FEATURE_REGISTRY, FeatureFamily, create_feature, list_features, register_feature
-from negate.features import (  # noqa: F401  (import registers)
-    dct,
-    laplacian,
-    lbp,
-    npr,
-    resize_crop,
-    spectral,
-    wavelet,
-)
+from negate.features.base import FeatureFamily, create_feature, list_features, register_feature
 
-__all__ = ["FEATURE_REGISTRY", "FeatureFamily", "create_feature", "list_features", "register_feature"]
+__all__ = ["FeatureFamily", "create_feature", "list_features", "register_feature"]

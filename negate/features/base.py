@@ -1,4 +1,4 @@
-"""The contract every feature family follows, and the registry that names them.
+"""The contract every feature family follows, and the decorator that registers one (``feature=<name>``).
 
 A feature family is a batched ``nn.Module``: it takes patches ``x`` of shape ``(N, 3, S, S)``, float32 RGB in
 [0, 1] (already cut at native resolution by the data module), and returns ``(N, D)`` float32 with no NaN/inf.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FEATURE_REGISTRY: dict[str, type["FeatureFamily"]] = {}
+from negate.plugins import FEATURES
 
 _F = TypeVar("_F", bound=type)
 
@@ -28,10 +28,8 @@ def register_feature(name: str) -> Callable[[_F], _F]:
     """Class decorator: make a family available as ``feature=<name>`` and via :func:`create_feature`."""
 
     def wrap(cls: _F) -> _F:
-        if name in FEATURE_REGISTRY and FEATURE_REGISTRY[name] is not cls:
-            raise ValueError(f"feature family {name!r} is registered twice")
+        FEATURES.add(name, cls)
         cls.name = name
-        FEATURE_REGISTRY[name] = cls
         return cls
 
     return wrap
@@ -39,23 +37,12 @@ def register_feature(name: str) -> Callable[[_F], _F]:
 
 def create_feature(name: str, **kwargs) -> "FeatureFamily":
     """Build a registered feature family by name (timm-style ``create_model``)."""
-    _import_all_families()
-
-    if name not in FEATURE_REGISTRY:
-        raise KeyError(f"unknown feature family {name!r}; known: {sorted(FEATURE_REGISTRY)}")
-    return FEATURE_REGISTRY[name](**kwargs)
+    return FEATURES.build(name, **kwargs)
 
 
 def list_features() -> list[str]:
-    _import_all_families()
-    return sorted(FEATURE_REGISTRY)
-
-
-def _import_all_families() -> None:
-    """Register every family; the deep ones (embedding, warpad, aerecon) live beside their models and import
-    timm/diffusers, so plain ``import negate.features`` leaves them out to keep start-up light."""
-    import negate.features  # noqa: F401
-    import negate.models.families  # noqa: F401
+    """Every registered family, the deep ones (``embedding``, ``warpad``, ``aerecon``) included."""
+    return FEATURES.names()
 
 
 class FeatureFamily(nn.Module):

@@ -30,7 +30,7 @@ def encoder_config(encoder: str | Mapping | Any) -> dict:
 class EncoderFamily(FeatureFamily):
     """A feature family that runs one frozen :class:`~negate.models.encoders.Encoder`.
 
-    ``model`` lets several families share one loaded encoder (see :func:`negate.models.families.build_deep_families`).
+    ``model`` lets several families share one loaded encoder (see :func:`negate.features.deep.build_deep_families`).
     ``device``/``batch_size`` only decide where and how fast it runs, so they are kept out of the cache key;
     ``precision`` (fp32 | bf16 | fp16 autocast) changes the numbers slightly, so it is in it. ``device=None``
     leaves placement to the caller (the extraction engine's Lightning trainer).

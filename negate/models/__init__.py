@@ -3,17 +3,18 @@
 - :func:`negate.models.encoders.create_encoder` -> :class:`~negate.models.encoders.Encoder` (``encoder=<name>``)
 - :func:`negate.models.autoencoders.create_autoencoder` -> :class:`~negate.models.autoencoders.Autoencoder`
   (``ae=<name>``)
-- :func:`negate.models.families.build_deep_families`: ``cfg.encoder`` / ``cfg.ae`` -> feature families
 - :class:`negate.models.hub.ModelUnavailableError`: raised at once when weights are missing offline
+
+What a name means is its YAML in ``configs/encoder|ae/`` (registered in :data:`negate.plugins.ENCODERS` /
+:data:`~negate.plugins.AUTOENCODERS`). The feature families built on these models live in :mod:`negate.features`
+(:mod:`negate.features.deep` turns ``cfg.encoder`` / ``cfg.ae`` into them); nothing here imports features.
 """
 
-from negate.models.autoencoders import AE_REGISTRY, Autoencoder, create_autoencoder, list_autoencoders
-from negate.models.encoders import ENCODER_REGISTRY, Encoder, create_encoder, list_encoders
+from negate.models.autoencoders import Autoencoder, create_autoencoder, list_autoencoders
+from negate.models.encoders import Encoder, create_encoder, list_encoders
 from negate.models.hub import ModelUnavailableError
 
 __all__ = [
-    "AE_REGISTRY",
-    "ENCODER_REGISTRY",
     "Autoencoder",
     "Encoder",
     "ModelUnavailableError",

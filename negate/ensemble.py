@@ -155,7 +155,7 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     """Fit every member on ``train``/``val``; a :class:`~negate.recipe.FittedRecipe` whose runner and detector are
     the ensemble's, threshold chosen on ``val``. ``.members`` keeps the fitted members (for saving)."""
     from negate.recipe import FittedRecipe, fit_recipe
-    from negate.thresholds import choose_threshold
+    from negate.protocol.thresholds import choose_threshold
 
     members = []
     for name in ensemble_members(cfg):

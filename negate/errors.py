@@ -15,7 +15,11 @@ class InputError(ValueError):
     """The data or the paths given cannot be used (e.g. none of the images can be read)."""
 
 
-USER_ERRORS = (("negate.cache", "CacheWriteError"), ("negate.inference", "NothingScoredError"),
+class NothingScoredError(RuntimeError):
+    """``negate infer``: no input could be scored."""
+
+
+USER_ERRORS = (("negate.cache", "CacheWriteError"),
                ("negate.model_folder", "ModelFolderError"), ("negate.models.hub", "ModelUnavailableError"),
                ("omegaconf.errors", "MissingMandatoryValue"))
 
@@ -24,7 +28,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """The exception types that mean "the user can fix this". Taken from modules already imported: an exception of a
     module that was never imported cannot have been raised, and a typo should not pay for importing torch."""
     found = [getattr(sys.modules[name], attr) for name, attr in USER_ERRORS if name in sys.modules]
-    return (FileNotFoundError, NotADirectoryError, ValueError, *found)
+    return (FileNotFoundError, NotADirectoryError, ValueError, NothingScoredError, *found)
 
 
 def one_line(err: BaseException) -> str:

@@ -226,6 +226,50 @@ def load_model(folder: str | Path, expected_names=None) -> LoadedModel:
     return LoadedModel(folder, detector, pipeline, names, info["threshold"], tuple(info["uncertain"]), info)
 
 
+def load_checked_model(ckpt: str, roots, allow_remote_code: bool = False) -> tuple[LoadedModel, list]:
+    """Load a model folder and rebuild its feature families, refusing any mismatch with the current code.
+
+    ``roots``: where ``latest`` and bare names are looked up (see :mod:`negate.registry`). A shared folder must not
+    switch on hub remote code by itself: a saved ``trust_remote_code: true`` is refused unless the user passes
+    ``allow_remote_code=true``.
+    """
+    from hydra.errors import HydraException
+
+    from negate.data.dataset import PatchConfig
+    from negate.pipeline import build_families, feature_names
+    from negate.registry import resolve_ckpt as resolve
+
+    built: dict = {}
+    folder = resolve(ckpt, roots)
+    from negate.ensemble import is_ensemble_folder, load_ensemble
+
+    if is_ensemble_folder(folder):
+        return load_ensemble(folder, lambda member: load_checked_model(str(member), roots, allow_remote_code))
+
+    def expected(pipeline: dict) -> list[str]:
+        if (pipeline.get("encoder") or {}).get("trust_remote_code") and not allow_remote_code:
+            raise ModelFolderError(f"{folder}: its encoder runs remote code from the hub (trust_remote_code: true); "
+                                   "pass allow_remote_code=true if you trust that repository")
+        try:
+            families = build_families(pipeline, model_dir=str(folder))
+            PatchConfig(**pipeline["patches"])
+            int(pipeline["max_pixels"])
+            str(pipeline["reencode"])
+        except (KeyError, TypeError, ValueError, AttributeError, HydraException) as err:
+            raise ModelFolderError(f"{folder}: its pipeline cannot be built by this code ({type(err).__name__}: "
+                                   f"{' '.join(str(err).split())})") from None
+        versions = {f.name: str(f.version) for f in families}
+        saved = pipeline.get("family_versions", {})
+        if saved and saved != versions:
+            raise ModelFolderError(f"{folder}: feature code changed since this model was trained (versions {saved} -> "
+                                   f"{versions}); retrain the model with this version")
+        built["families"] = families
+        return feature_names(pipeline, families)
+
+    model = load_model(folder, expected_names=expected)
+    return model, built["families"]
+
+
 def read_training_images(folder: Path) -> dict[str, str] | None:
     """``{sha256: split}`` of the images a model was trained and validated on; None for folders written before this
     list existed. Read after :func:`load_model` verified the folder's checksums."""

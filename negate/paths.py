@@ -1,5 +1,10 @@
 """Where negate's own files live: the Hydra config tree, the shipped sample set and model, and the user's home.
 
+The config tree is the top-level ``configs/`` of the source tree; a wheel (``pip install .``) ships it inside the
+package as ``negate/configs`` (setup.py maps the package ``negate.configs`` to ``configs/``). ``CONFIG_DIR`` is that
+packaged copy when it exists, else the checkout's ``configs/`` (editable install, ``PYTHONPATH``): an absolute path, so
+every entry point finds it from any directory.
+
 ``NEGATE_HOME`` (default ``$XDG_DATA_HOME/negate``, i.e. ``~/.local/share/negate``) is where ``negate train`` registers
 model folders (``models/<name>/``), so ``ckpt=latest`` and ``ckpt=NAME`` work from any directory. Run folders and the
 feature cache stay under ``outputs/`` of the current directory (Hydra's convention).
@@ -9,7 +14,9 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIG_DIR = str(PACKAGE_DIR.parent / "configs")  # absolute, so entry points work from any cwd and via the console script
+PACKAGED_CONFIG_DIR = PACKAGE_DIR / "configs"  # in an installed wheel
+CHECKOUT_CONFIG_DIR = PACKAGE_DIR.parent / "configs"  # in a source checkout
+CONFIG_DIR = str(PACKAGED_CONFIG_DIR if (PACKAGED_CONFIG_DIR / "train.yaml").is_file() else CHECKOUT_CONFIG_DIR)
 SAMPLE_DIR = PACKAGE_DIR / "sample_data"
 SHIPPED_MODEL_DIR = PACKAGE_DIR / "shipped_model"  # the pretrained model shipped with the package (ckpt=shipped)
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from negate.data.records import ImageRecord
 from negate.pipeline import FeatureRunner, compose_view, pipeline_from_cfg
-from negate.thresholds import choose_threshold
+from negate.protocol.thresholds import choose_threshold
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _labels(records: list[ImageRecord], kept: list[int]) -> np.ndarray:
 
 def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord], work_dir: str | Path,
                base_view: str = "") -> FittedRecipe:
-    from negate.training import make_detector  # late: training imports this module
+    from negate.featureset import make_detector  # late: featureset imports the pipeline
 
     if cfg.get("ensemble"):
         from negate.ensemble import fit_ensemble

@@ -1,4 +1,4 @@
-"""Time-bounded fuzzing of the whole infer path: mutated image files in a folder -> ``negate.inference.predict``.
+"""Time-bounded fuzzing of the whole infer path: mutated image files in a folder -> ``negate.infer.predict``.
 
     python scripts/fuzz_infer.py --seconds 300 [--out outputs/fuzz_infer] [--ckpt MODEL_FOLDER] [--batch 24]
                                  [--seed 0] [--train-overrides feature=[spectral,laplacian] ...]
@@ -46,7 +46,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from negate.data.decode import IMAGE_EXTENSIONS  # noqa: E402
-from negate.inference import predict  # noqa: E402
+from negate.infer import predict  # noqa: E402
 from negate.paths import CONFIG_DIR  # noqa: E402
 
 VERDICTS = {"human", "synthetic", "uncertain"}
@@ -63,7 +63,7 @@ def compose_cfg(name: str, overrides: list[str]):
 
 
 def train_model(out: Path, overrides: list[str]) -> Path:
-    from negate.training import train
+    from negate.train import train
 
     metrics = train(compose_cfg("train", [f"paths.output_dir={out}", "eval.n_boot=50", *overrides]))
     return Path(metrics["model_dir"])

@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from negate.cli import _quote, split_infer_args
-from negate.inference import format_rows
+from negate.infer import format_rows
 from negate.inputs import collect_inputs
 from negate.model_folder import ModelFolderError, new_model_dir
 from negate.overrides import ConfigKeyError, check_overrides
@@ -44,7 +44,7 @@ def compose_cfg(name: str, overrides: list[str]):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A NEGATE_HOME with one trained model, a folder of images to score, and an unrelated working directory."""
-    from negate.training import train
+    from negate.train import train
 
     root = tmp_path_factory.mktemp("cli")
     home, data = root / "home", write_labelled_folder(root / "data", n_per_class=8)
@@ -92,7 +92,7 @@ def test_infer_arguments_are_paths_unless_they_are_overrides(tmp_path):
 
 
 def test_a_file_asked_for_is_never_silently_not_written():
-    from negate.inference import output_format
+    from negate.infer import output_format
 
     assert output_format("table", None) == "table" and output_format("csv", "-") == "csv"
     assert output_format("table", "scores.jsonl") == "jsonl"
@@ -137,7 +137,8 @@ def test_rows_are_written_by_their_keys():
     ("train", ["feature=[spectral,npx]"], "did you mean 'npr'?"),
     ("infer", ["+outptu=csv"], "did you mean 'output'?"),
     ("infer", ["outptu=csv"], "did you mean 'output'?"),
-    ("evaluate", ["cv.group_bi=generator"], "did you mean 'cv.group_by'?"),
+    ("evaluate", ["protocol=cv", "cv.group_bi=generator"], "did you mean 'cv.group_by'?"),
+    ("evaluate", ["protocol=loso"], "options: cv, holdout"),
 ])
 def test_misspelt_keys_and_groups_are_refused_with_the_nearest_name(command, args, hint):
     with pytest.raises(ConfigKeyError) as err:
@@ -218,7 +219,7 @@ def test_model_folders_are_created_atomically_and_names_are_unique(tmp_path):
 
 @pytest.mark.skipif(not (SHIPPED_MODEL_DIR / "model.json").is_file(), reason="no shipped model in this checkout")
 def test_the_shipped_model_loads():
-    from negate.inference import load_checked_model
+    from negate.model_folder import load_checked_model
 
     model, _ = load_checked_model("shipped", [])
     assert model.folder == SHIPPED_MODEL_DIR

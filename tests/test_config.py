@@ -99,3 +99,52 @@ def test_null_family_is_off_and_the_recipe_signature_follows_the_recipe():
     for change in ("classifier=xgboost", "data.reencode=jpeg95", "encoder.families.warpad={alpha: 0.1}"):
         other = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", change])
         assert protocol_signature(other) != protocol_signature(cfg), change
+
+
+EXPERIMENTS = options("experiment")
+
+
+def test_the_named_recipes_are_the_readme_rows():
+    assert {"default", "default_aligned", "finetuned", "finetuned_no_aligned", "handcrafted",
+            "handcrafted_aligned"} <= set(EXPERIMENTS)
+
+
+def test_every_experiment_prints_its_job_config(tmp_path):
+    """``negate train --cfg job experiment=NAME`` for every named recipe (one process, run from another directory),
+    and the same recipe composes and resolves for evaluate (protocol=cv) and pretrain."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    loop = ("import sys\nfrom negate.cli import main\nfor name in sys.argv[1:]:\n"
+            "    print(f'--- {name}', flush=True)\n    main(['train', '--cfg', 'job', f'experiment={name}'])\n")
+    proc = subprocess.run([sys.executable, "-c", loop, *EXPERIMENTS], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = {part.split("\n", 1)[0]: yaml.safe_load(part.split("\n", 1)[1]) for part in proc.stdout.split("--- ")[1:]}
+    assert list(jobs) == EXPERIMENTS
+    for experiment, job in jobs.items():
+        assert job["task"] == "train" and job["protocol"] == "holdout" and "hydra" not in job
+        assert (job["finetune"]["name"] != "none") == experiment.startswith("finetuned"), experiment
+        for name, extra in (("evaluate", ["protocol=cv"]), ("pretrain", [])):
+            cfg = compose_cfg(name, [f"experiment={experiment}", *extra])
+            OmegaConf.to_container(cfg, resolve=True)
+            assert cfg.finetune.name == job["finetune"]["name"] and cfg.classifier == job["classifier"]
+
+
+def test_the_protocol_group_holds_split_threshold_report_and_cv_keys():
+    """``split``/``threshold``/``eval`` (train and evaluate) and ``cv`` (protocol=cv) live in configs/protocol only."""
+    root = Path(CONFIG_DIR)
+    for top in ("train", "evaluate", "pretrain"):
+        keys = set((OmegaConf.load(root / f"{top}.yaml")))
+        assert not keys & {"split", "threshold", "cv", "protocol"}, top
+    train, holdout = compose_cfg("train", []), compose_cfg("evaluate", [])
+    cv = compose_cfg("evaluate", ["protocol=cv", "cv.group_by=family", "split.group_by=null",
+                                  "threshold.target_fpr=0.01", "eval.loso=true"])
+    assert train.protocol == holdout.protocol == "holdout" and cv.protocol == "cv"
+    assert "cv" not in train and "cv" not in holdout and cv.cv.group_by == "family" and cv.cv.folds == 5
+    assert train.split == holdout.split and train.threshold == holdout.threshold
+    assert cv.split.group_by is None and cv.threshold.target_fpr == 0.01 and cv.eval.loso
+    assert not train.eval.robustness and holdout.eval.robustness and cv.eval.robustness  # evaluate's own default

@@ -35,7 +35,7 @@ def _train_cfg(tmp_path, image_folder, extra=()):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, image_folder):
-    from negate.training import train
+    from negate.train import train
 
     tmp_path = tmp_path_factory.mktemp("ensemble")
     metrics = train(_train_cfg(tmp_path, image_folder))
@@ -61,7 +61,7 @@ def test_member_configs_take_the_callers_data_and_their_own_recipe(tmp_path, ima
 
 
 def test_ensemble_folder_holds_complete_members_and_scores_their_mean_logit(trained, image_folder):
-    from negate.inference import load_checked_model
+    from negate.model_folder import load_checked_model
     from negate.model_folder import ModelFolderError
 
     tmp_path, metrics = trained
@@ -117,7 +117,7 @@ def test_infer_and_evaluate_through_an_ensemble_folder(trained, image_folder):
     assert rows and all(r["verdict"] in ("synthetic", "human", "uncertain") for r in rows)
     assert all(0 <= r["prob_synthetic"] <= 1 for r in rows)
 
-    from negate.evaluating import evaluate
+    from negate.evaluate import evaluate
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[

@@ -109,3 +109,35 @@ def test_default_recipe_on_the_sample_is_the_readme_first_command(tmp_path):
     assert "Selection protocol (measured for this recipe)" in card  # the default recipe's recorded LOSO numbers
     proc = run(["infer", str(Path(__file__).resolve().parent.parent / "negate" / "sample_data" / "kandinsky3_repo")], out)
     assert " scored (" in proc.stdout and "), 0 skipped" in proc.stdout
+
+
+COMMAND_MODULES = ("train", "infer", "evaluate", "pretrain", "provenance_cmd")
+
+
+def test_no_command_imports_another_and_no_library_imports_a_command():
+    """One module per command (its ``@hydra.main`` and its workflow); shared code lives in library modules."""
+    import ast
+
+    commands = {f"negate.{name}" for name in COMMAND_MODULES}
+    for path in sorted((REPO / "negate").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        if module in ("negate.cli", "negate.entry"):  # the dispatcher imports the command it runs
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            if isinstance(node, ast.ImportFrom) and node.module == "negate":
+                names = [f"negate.{a.name}" for a in node.names]
+            assert not set(names) & (commands - {module}), f"{module} imports {set(names) & commands}"
+
+
+@pytest.mark.parametrize(("module", "args", "expected"), [
+    ("negate.evaluate", ["protocol=cv", "cv.group_by=family", "split.val_fraction=0.2"], "group_by: family"),
+    ("negate.pretrain", ["experiment=handcrafted"], "task: pretrain"),
+    ("negate.infer", ["ckpt=shipped"], "ckpt: shipped"),
+])
+def test_python_dash_m_entry_points_print_their_job_config(module, args, expected, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", module, "--cfg", "job", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert expected in proc.stdout

@@ -26,7 +26,7 @@ def compose_cfg(name: str, overrides: list[str]):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from negate.training import train
+    from negate.train import train
 
     root = tmp_path_factory.mktemp("overlap")
     data = write_labelled_folder(root / "data", n_per_class=10)
@@ -44,7 +44,7 @@ def test_the_model_folder_lists_its_training_and_validation_images(trained):
 
 
 def test_evaluating_on_training_images_warns_and_reports_the_unseen_ones(trained, tmp_path, capsys):
-    from negate.evaluating import evaluate
+    from negate.evaluate import evaluate
 
     root, data, model, train_metrics = trained
     seen = train_metrics["split"]["train"] + train_metrics["split"]["val"]
@@ -65,7 +65,7 @@ def test_evaluating_on_training_images_warns_and_reports_the_unseen_ones(trained
 
 
 def test_a_skipped_image_is_reported_once_with_a_summary(tmp_path, caplog):
-    from negate.training import train
+    from negate.train import train
 
     data = write_labelled_folder(tmp_path / "data", n_per_class=8)
     manifest = write_manifest(data)
@@ -80,7 +80,7 @@ def test_a_skipped_image_is_reported_once_with_a_summary(tmp_path, caplog):
 
 
 def test_a_manifest_of_missing_files_is_one_input_error(tmp_path):
-    from negate.training import train
+    from negate.train import train
 
     manifest = tmp_path / "MANIFEST.tsv"
     manifest.write_text("path\tlabel\na.jpg\treal\nb.png\tfake\n")

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from negate.data.records import ImageRecord
-from negate.evaluation.families import family_folds, run_family_protocol
+from negate.protocol.families import family_folds, run_family_protocol
 from negate.paths import CONFIG_DIR
 from negate.pipeline import register_resolvers
 

@@ -128,11 +128,11 @@ def test_train_finetuned_then_infer_through_the_model_folder(tmp_path, image_fol
 
     from hydra import compose, initialize_config_dir
 
-    from negate.inference import load_checked_model
+    from negate.model_folder import load_checked_model
     from negate.model_folder import ModelFolderError
     from negate.paths import CONFIG_DIR
     from negate.pipeline import register_resolvers
-    from negate.training import train
+    from negate.train import train
 
     register_resolvers()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

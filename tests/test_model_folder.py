@@ -19,7 +19,7 @@ import yaml
 from conftest import write_labelled_folder
 from hydra import compose, initialize_config_dir
 
-from negate.inference import load_checked_model
+from negate.model_folder import load_checked_model
 from negate.model_folder import ModelFolderError
 from negate.paths import CONFIG_DIR, PACKAGE_DIR
 from negate.pipeline import FeatureRunner, load_records
@@ -39,7 +39,7 @@ def compose_train(overrides: list[str]):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict[str, tuple[Path, Path, object]]:
     """``{classifier: (model folder, run folder, cfg)}`` of two tiny models trained on generated images."""
-    from negate.training import train
+    from negate.train import train
 
     root = tmp_path_factory.mktemp("model_folder")
     data = write_labelled_folder(root / "data", n_per_class=8)

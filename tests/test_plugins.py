@@ -285,8 +285,8 @@ def nearest_centroid_plugin(tmp_path, monkeypatch):
 
 
 def test_a_new_detector_is_one_module_and_one_yaml(nearest_centroid_plugin, image_folder, tmp_path):
-    from negate.inference import predict
-    from negate.training import train
+    from negate.infer import predict
+    from negate.train import train
 
     assert "nearest_centroid" in CLASSIFIERS  # found by importing the package's modules, nothing lists it
     search_path = f"hydra.searchpath=[file://{nearest_centroid_plugin}]"

@@ -498,9 +498,9 @@ def test_command_exit_codes_and_usage_errors(folder, tmp_path, capsys):
 
 
 def test_infer_rows_get_evidence_and_the_verdict_rule(tmp_path, chain):
-    """negate.inference.add_provenance: evidence columns on every row; only a verified C2PA AI declaration changes
+    """negate.infer.add_provenance: evidence columns on every row; only a verified C2PA AI declaration changes
     a pixel verdict; error rows keep their verdict."""
-    from negate.inference import add_provenance
+    from negate.infer import add_provenance
 
     chain_pem, key_pem, _ = chain
     files = {"signed.jpg": pc.sign_c2pa(pc.encode(pc.pixels(7), "JPEG", quality=90), "image/jpeg", chain_pem, key_pem),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from negate.data.records import load_folder, load_manifest, parse_label
-from negate.data.split import split_indices
+from negate.protocol.split import split_indices
 
 
 @pytest.mark.parametrize(("text", "label"), [("real", 0), ("Human", 0), ("0", 0), ("fake", 1), ("SYNTHETIC", 1),

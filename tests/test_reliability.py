@@ -265,7 +265,7 @@ def test_unwritable_cache_or_output_folder_fails_with_a_clear_message(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from negate.training import train
+    from negate.train import train
 
     root = tmp_path_factory.mktemp("model")
     data = write_labelled_folder(root / "data", n_per_class=8)
@@ -323,7 +323,7 @@ def test_infer_on_good_and_bad_files(tiny_model, tmp_path):
 
 
 def test_train_lists_corrupt_images_in_skipped_csv(tmp_path):
-    from negate.training import train
+    from negate.train import train
 
     data = write_labelled_folder(tmp_path / "data", n_per_class=8)
     good = next((data / "real").rglob("*.jpg"))

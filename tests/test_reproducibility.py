@@ -90,7 +90,7 @@ def assert_same_runs(a: Path, b: Path, run_a: Path, run_b: Path) -> None:
 
 
 def test_two_trainings_in_one_process_are_identical(data, tmp_path):
-    from negate.training import train
+    from negate.train import train
 
     for name in ("a", "b"):
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

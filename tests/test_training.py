@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from negate.evaluation.cv import leave_one_group_out
+from negate.protocol.loso import leave_one_group_out
 from negate.classifiers import LogRegDetector
 from negate.paths import CONFIG_DIR
 from negate.pipeline import reencode_view, register_resolvers
-from negate.training import train
+from negate.train import train
 
 register_resolvers()
 

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 
 from negate.data.records import ImageRecord, load_manifest
-from negate.data.split import split_indices
+from negate.protocol.split import split_indices
 from negate.evaluation.metrics import binary_metrics
 from negate.evaluation.tables import markdown_table
 
@@ -98,7 +98,7 @@ def _pairs_records(manifest: str | None) -> list[ImageRecord]:
         return []
     path = Path(manifest)
     if not path.is_file():
-        log.warning("protocol.pairs: %s not found; content-matched pairs are not scored", path)
+        log.warning("cv.pairs: %s not found; content-matched pairs are not scored", path)
         return []
     return load_manifest(path, source_from="column")
 
@@ -180,7 +180,8 @@ def run_family_protocol(cfg: DictConfig, run_dir: Path) -> dict:
     from negate.finetune.fit import build_aligned
     from negate.pipeline import load_records
     from negate.recipe import content_baseline_cfg, finetune_enabled, fit_recipe
-    from negate.training import camera_rows, write_skipped
+    from negate.featureset import write_skipped
+    from negate.protocol import camera_rows
 
     proto = cfg.cv
     records, skipped = load_records(cfg.data)

@@ -21,9 +21,8 @@ PACKAGE = REPO / "negate"
 
 # the commands and what assembles them; building blocks never import these
 COMMAND_MODULES = {
-    "negate.cli", "negate.entry", "negate.train", "negate.training", "negate.infer", "negate.inference",
-    "negate.evaluate", "negate.evaluating", "negate.pretrain", "negate.pretraining", "negate.provenance_cmd",
-    "negate.recipe", "negate.pipeline",
+    "negate.cli", "negate.entry", "negate.train", "negate.infer", "negate.evaluate", "negate.pretrain",
+    "negate.provenance_cmd", "negate.recipe", "negate.pipeline",
 }
 BUILDING_BLOCKS = ("negate.features", "negate.models", "negate.classifiers", "negate.data", "negate.loggers")
 

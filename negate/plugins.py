@@ -69,11 +69,14 @@ class Registry:
 
     # -- filling ---------------------------------------------------------------------------------------------------
 
-    def register(self, name: str) -> Callable[[_T], _T]:
-        """Decorator: register ``obj`` under ``name`` (refused if another object holds that name)."""
+    def register(self, name: str, name_attr: str | None = None) -> Callable[[_T], _T]:
+        """Decorator: register ``obj`` under ``name`` (refused if another object holds that name); ``name_attr``
+        also stores the name on it (a detector's ``kind``, a family's ``name``)."""
 
         def wrap(obj: _T) -> _T:
             self.add(name, obj)
+            if name_attr:
+                setattr(obj, name_attr, name)
             return obj
 
         return wrap

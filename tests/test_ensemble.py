@@ -130,7 +130,7 @@ def test_infer_and_evaluate_through_an_ensemble_folder(trained, image_folder):
 
 def test_the_shipped_model_is_the_protocol_ensemble():
     """The model inside the package is the recipe the family protocol chose, and its card says what it learned from."""
-    from negate.inference import load_checked_model
+    from negate.model_folder import load_checked_model
     from negate.paths import SHIPPED_MODEL_DIR
 
     if not (SHIPPED_MODEL_DIR / "model.json").is_file():

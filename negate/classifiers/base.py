@@ -19,13 +19,7 @@ _D = TypeVar("_D", bound=type)
 
 def register_detector(kind: str) -> Callable[[_D], _D]:
     """Class decorator: make a detector available as ``classifier: {kind: <kind>}`` and loadable from model folders."""
-
-    def wrap(cls: _D) -> _D:
-        CLASSIFIERS.add(kind, cls)
-        cls.kind = kind
-        return cls
-
-    return wrap
+    return CLASSIFIERS.register(kind, name_attr="kind")
 
 
 def check_X(X, n_features: int | None = None) -> np.ndarray:

@@ -26,13 +26,7 @@ _F = TypeVar("_F", bound=type)
 
 def register_feature(name: str) -> Callable[[_F], _F]:
     """Class decorator: make a family available as ``feature=<name>`` and via :func:`create_feature`."""
-
-    def wrap(cls: _F) -> _F:
-        FEATURES.add(name, cls)
-        cls.name = name
-        return cls
-
-    return wrap
+    return FEATURES.register(name, name_attr="name")
 
 
 def create_feature(name: str, **kwargs) -> "FeatureFamily":

@@ -19,7 +19,7 @@ FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-
                     "--config-dir", "--experimental-rerun", "-sc", "--shell-completion"}
 FLAGS_WITH_OPTIONAL_VALUE = {"-i", "--info"}
 OTHER_CONFIG = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--experimental-rerun"}
-OPEN_PREFIXES = ("trainer.", "encoder.families.")
+OPEN_PREFIXES = ("trainer.", "encoder.families.", "ensemble.overrides.")
 
 
 class ConfigKeyError(ValueError):

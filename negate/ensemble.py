@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from negate.data.records import ImageRecord
 from negate.extract import FeatureTable
+from negate.pipeline import FeatureRunner
 
 # the keys a named recipe sets; everything else (data, paths, seed, split, threshold, cv, ...) comes from the caller
 RECIPE_KEYS = ("feature", "encoder", "ae", "classifier", "finetune", "aligned", "patches", "augment")
@@ -108,16 +109,8 @@ class EnsembleRunner:
         keys = [records[i].path for i in kept]
         return kept, FeatureTable(keys, np.hstack(blocks), self.names, failed)
 
-    def failures(self, records: list[ImageRecord], table: FeatureTable, kept: list[int]) -> list[tuple[str, str]]:
-        kept_set, out = set(kept), []
-        hashes = self.hashes(records)
-        unreadable = self.unreadable
-        for i, r in enumerate(records):
-            if i not in kept_set:
-                reason = unreadable.get(r.path) or next(
-                    (v for k, v in table.failed.items() if hashes[i] and k.startswith(hashes[i])), "not extracted")
-                out.append((r.path, reason))
-        return out
+    # the single runner's rule (hashes, unreadable files, the table's failures), which this runner's attributes serve
+    failures = FeatureRunner.failures
 
 
 class EnsembleDetector:
@@ -142,6 +135,17 @@ class EnsembleDetector:
     def params(self) -> dict:
         return {"members": list(self.members), "combine": COMBINE}
 
+    def state(self) -> dict:
+        return {"n_features": self.n_features_, "widths": list(self.widths)}
+
+    def save(self, folder: Path) -> list[str]:
+        """Pin each member folder (already written) by the sha256 of its ``checksums.sha256``."""
+        from negate.model_folder import CHECKSUMS, _sha256
+
+        sums = {member_folder(folder, m).name: _sha256(member_folder(folder, m) / CHECKSUMS) for m in self.members}
+        (Path(folder) / MEMBERS_SHA256).write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
+        return [MEMBERS_SHA256]
+
 
 @dataclass
 class FittedMember:
@@ -154,8 +158,8 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
                  base_view: str = ""):
     """Fit every member on ``train``/``val``; a :class:`~negate.recipe.FittedRecipe` whose runner and detector are
     the ensemble's, threshold chosen on ``val``. ``.members`` keeps the fitted members (for saving)."""
+    from negate.protocol import fit_threshold
     from negate.recipe import FittedRecipe, fit_recipe
-    from negate.protocol.thresholds import choose_threshold
 
     members = []
     for name in ensemble_members(cfg):
@@ -166,7 +170,7 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     fitted = FittedRecipe(runner, detector, 0.5, runner.pipeline, base_view)
     kept, p_val = fitted.score(val)
     y_val = np.array([val[i].label for i in kept], dtype=int)
-    fitted.threshold = choose_threshold(y_val, p_val, cfg.threshold.method, cfg.threshold.target_fpr)
+    fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val)
     fitted.members = members
     return fitted
 
@@ -182,44 +186,24 @@ def member_folder(folder: Path, name: str) -> Path:
     return Path(folder) / f"member_{name}"
 
 
-def save_ensemble(folder: Path, fitted, names_by_member: dict[str, list[str]], save_member, threshold: float,
-                  uncertain: tuple[float, float], metrics: dict, card_lines: list[str],
-                  extra_files: dict[str, str] | None = None) -> Path:
-    """Write each member with ``save_member(member_dir, fitted_member)`` (a complete model folder), then the
-    ensemble's ``model.json``, ``pipeline.yaml``, ``members.sha256``, ``checksums.sha256`` and card."""
-    from negate import __version__
-    from negate.model_folder import CARD, CHECKSUMS, METRICS_JSON, MODEL_JSON, PIPELINE_YAML, SCHEMA_VERSION, _sha256
+def save_ensemble(folder: Path, fitted, save_member, threshold: float, uncertain: tuple[float, float],
+                  metrics: dict, card: dict, extra_files: dict[str, str] | None = None) -> Path:
+    """Write each member with ``save_member(member_dir, fitted_member)`` (a complete model folder), then the ensemble
+    folder itself like any model folder (:func:`negate.model_folder.save_model`), its detector pinning the members."""
+    from negate.model_folder import save_model
 
-    folder = Path(folder)
-    member_sums = {}
     for m in fitted.members:
-        path = member_folder(folder, m.name)
-        path.mkdir()
-        save_member(path, m)
-        member_sums[path.name] = _sha256(path / CHECKSUMS)
-    info = {"schema_version": SCHEMA_VERSION, "negate_version": __version__,
-            "detector": {"kind": "ensemble", "params": fitted.detector.params(), "state": {}},
-            "threshold": float(threshold), "uncertain": [float(uncertain[0]), float(uncertain[1])],
-            "feature_names": [f"{m}/{n}" for m, names in names_by_member.items() for n in names]}
-    (folder / MODEL_JSON).write_text(json.dumps(info, indent=1, sort_keys=True))
-    (folder / PIPELINE_YAML).write_text(yaml.safe_dump(fitted.pipeline, sort_keys=True))
-    (folder / METRICS_JSON).write_text(json.dumps(metrics, indent=1, sort_keys=True, default=float))
-    (folder / MEMBERS_SHA256).write_text("".join(f"{d}  {n}\n" for n, d in sorted(member_sums.items())))
-    for name, text in (extra_files or {}).items():
-        (folder / name).write_text(text)
-    files = [MODEL_JSON, PIPELINE_YAML, METRICS_JSON, MEMBERS_SHA256, *(extra_files or {})]
-    sums = {n: _sha256(folder / n) for n in sorted(files)}
-    (folder / CHECKSUMS).write_text("".join(f"{d}  {n}\n" for n, d in sums.items()))
-    lines = [f"# negate model {folder.name}", "", *card_lines, "", "## Artefacts (sha256, verified on load)", "",
-             "| file | sha256 |", "| --- | --- |", *(f"| {n} | `{d}` |" for n, d in {**sums, **member_sums}.items())]
-    (folder / CARD).write_text("\n".join(lines) + "\n")
-    return folder
+        member_folder(folder, m.name).mkdir()
+        save_member(member_folder(folder, m.name), m)
+    return save_model(Path(folder), fitted.detector, fitted.pipeline, fitted.runner.names, threshold, uncertain,
+                      metrics, card, extra_files)
 
 
 def load_ensemble(folder: Path, load_member):
     """Verify and load an ensemble folder. ``load_member(path) -> (LoadedModel, families)`` loads one member folder
     (verifying its own checksums). Returns the ensemble's LoadedModel and, in place of families, the members'."""
-    from negate.model_folder import MODEL_JSON, PIPELINE_YAML, LoadedModel, ModelFolderError, _sha256, verify_checksums
+    from negate.model_folder import (CHECKSUMS, MODEL_JSON, PIPELINE_YAML, LoadedModel, ModelFolderError, _sha256,
+                                     verify_checksums)
 
     folder = Path(folder)
     sums = verify_checksums(folder)
@@ -233,8 +217,6 @@ def load_ensemble(folder: Path, load_member):
         digest, _, name = line.partition("  ")
         pinned[name] = digest
     members, detectors, widths = {}, {}, []
-    from negate.model_folder import CHECKSUMS
-
     for name in names:
         path = member_folder(folder, name)
         if pinned.get(path.name) is None or not (path / CHECKSUMS).is_file() \
@@ -256,8 +238,6 @@ def load_ensemble(folder: Path, load_member):
 def make_runner(pipeline: dict, cfg: DictConfig, families, progress: bool = True):
     """The feature runner of a loaded model: a FeatureRunner, or an EnsembleRunner when ``families`` holds the
     members of an ensemble folder (``{name: (LoadedModel, families)}``)."""
-    from negate.pipeline import FeatureRunner
-
     if "ensemble" in pipeline:
         return EnsembleRunner({name: FeatureRunner(m.pipeline, cfg, fams, progress=progress)
                                for name, (m, fams) in families.items()})

@@ -22,13 +22,12 @@ from negate.data.records import ImageRecord
 from negate.ensemble import fit_ensemble, save_ensemble
 from negate.errors import InputError
 from negate.evaluation.metrics import binary_metrics
-from negate.evaluation.report import write_report
 from negate.featureset import FeatureSet, augmented_rows, load_feature_set, make_detector, write_skipped
 from negate.model_folder import TRAINING_IMAGES, ModelFolderError, new_model_dir, save_model, training_images_text
 from negate.paths import CONFIG_DIR, PACKAGE_DIR
 from negate.pipeline import (MODEL_DIR_TOKEN, FeatureRunner, load_records, pipeline_from_cfg, protocol_signature,
                              register_resolvers)
-from negate.protocol import (camera_rows, check_protocol, fit_threshold, holdout_split, robustness_sweep,
+from negate.protocol import (check_protocol, fit_threshold, holdout_split, robustness_sweep,
                              write_split_report)
 from negate.protocol.loso import loso
 from negate.protocol.thresholds import uncertain_band
@@ -216,40 +215,37 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> dict:
     tr, va, te = ([records[i] for i in split[k]] for k in ("train", "val", "test"))
     log.info("split: %d train / %d val / %d test images", len(tr), len(va), len(te))
     fitted = fit_ensemble(cfg, tr, va, run_dir / "members")
-    band = uncertain_band(fitted.threshold, cfg.threshold.uncertain_margin)
     kept_va, p_val = fitted.score(va)
     y_va = np.array([va[i].label for i in kept_va], dtype=int)
     kept_te, p_te = fitted.score(te)
-    y_te = np.array([te[i].label for i in kept_te], dtype=int)
     te_kept = [te[i] for i in kept_te]
-    report = write_report(run_dir / "test", y_te, p_te, fitted.threshold,
-                          {"generator": [r.generator for r in te_kept], "source": [r.source for r in te_kept],
-                           "path": [r.path for r in te_kept]}, "Test split", n_boot=cfg.eval.n_boot, seed=cfg.seed,
-                          camera=camera_rows(cfg, te_kept)) if len(te_kept) else {"overall": {}}
+    y_te = np.array([r.label for r in te_kept], dtype=int)
+    report = write_split_report(cfg, run_dir / "test", te_kept, y_te, p_te, fitted.threshold, "Test split") \
+        if te_kept else {"overall": {}}
     metrics = {"val": binary_metrics(y_va, p_val, fitted.threshold), "test": report["overall"],
                "split": {k: int(len(v)) for k, v in split.items()}, "n_skipped": len(skipped)}
     if "camera_fpr" in report:
         metrics["test"]["camera_fpr"] = report["camera_fpr"]["fpr"]
 
     model_dir = new_model_dir(cfg.paths.models_dir, cfg.get("model_name") or None)
-    names = {m.name: m.recipe.runner.names for m in fitted.members}
-    test_line = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if isinstance(v, (int, float)))
-    card = [f"- ensemble of {', '.join(names)}: mean of the members' logits (equal weights), each member a complete "
-            "model folder below (`member_<name>/`)",
-            f"- data: {cfg.data.kind} {cfg.data.path} ({len(records)} images, {sum(r.label for r in records)} synthetic)",
-            f"- split: group_by={cfg.split.group_by}, val={cfg.split.val_fraction}, test={cfg.split.test_fraction}, "
-            f"seed={cfg.seed}",
-            f"- decision threshold: {fitted.threshold:.4f} ({cfg.threshold.method}, target FPR "
-            f"{cfg.threshold.target_fpr}, on the validation split); uncertain band [{band[0]:.4f}, {band[1]:.4f})",
-            f"- test split: {test_line or 'none (split.test_fraction=0: the protocol numbers stand for it)'}",
-            "", "## Training data", "", licence_line(tr + va)]
+    members = [m.name for m in fitted.members]
+    card = {
+        "families": ", ".join(f.name for f in fitted.runner.families),
+        "data": f"{cfg.data.kind} {cfg.data.path} ({len(records)} images, {sum(r.label for r in records)} synthetic; "
+                f"{len(skipped)} skipped)",
+        "split": f"group_by={cfg.split.group_by}, val={cfg.split.val_fraction}, test={cfg.split.test_fraction}, seed={cfg.seed}",
+        "threshold_rule": f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split",
+        "sections": {"Ensemble": f"{', '.join(members)}: mean of the members' logits (equal weights), each member a "
+                                 "complete model folder below (`member_<name>/`)",
+                     "Training data": licence_line(tr + va)},
+    }
     measured = measured_protocol(cfg)
     if measured:
-        card += ["", "## Selection protocol (measured for this recipe)", "", measured]
+        card["sections"]["Selection protocol (measured for this recipe)"] = measured
     hashes = fitted.runner.hashes(tr + va)
     seen = training_images_text({"train": hashes[:len(tr)], "val": hashes[len(tr):]})
-    save_ensemble(model_dir, fitted, names, _save_ensemble_member(tr, va, cfg), fitted.threshold, band, metrics, card,
-                  extra_files={TRAINING_IMAGES: seen})
+    save_ensemble(model_dir, fitted, _save_ensemble_member(tr, va, cfg), fitted.threshold, fitted.uncertain, metrics,
+                  card, extra_files={TRAINING_IMAGES: seen})
     print_metrics_table(metrics, title=f"negate train (ensemble): test split ({len(te)} images)")
     print(f"model folder: {model_dir}")
     metrics["model_dir"] = str(model_dir)

@@ -274,20 +274,22 @@ def finetune_card(artefacts: dict) -> str:
 
 def measured_protocol(cfg: DictConfig) -> str:
     """The protocol numbers recorded in ``negate/protocol_results.json`` for this exact recipe, if any: the
-    family-held-out protocol (with its content-only baseline) and leave-one-source-out."""
+    family-held-out and the source-grouped fold protocols (each with its content-only baseline) and
+    leave-one-source-out."""
     results_file = PACKAGE_DIR / "protocol_results.json"
     if not results_file.exists():
         return ""
     results = json.loads(results_file.read_text())
     signature = protocol_signature(cfg)
     lines = []
-    fam = results.get(f"{signature}:families")
-    if fam:
-        lines.append(f"- {fam['protocol']} on {fam['data']}: AUROC {fam['auroc']:.3f} (content-only baseline on the "
-                     f"same folds {fam['content_baseline_auroc']:.3f}), after JPEG q75 {fam['auroc_jpeg75']:.3f}, "
-                     f"after 0.5x downscale {fam['auroc_downscale0.5']:.3f}, photo-content rows {fam['auroc_photo']:.3f}, "
-                     f"camera-photo FPR at fold thresholds {fam['camera_fpr']:.3f}, content-matched pairs AUROC "
-                     f"{fam['pairs_auroc']:.3f}; measured {fam['date']} with `{fam['command']}`")
+    for fam in (results.get(f"{signature}:families"), results.get(f"{signature}:sources")):
+        if fam:
+            lines.append(f"- {fam['protocol']} on {fam['data']}: AUROC {fam['auroc']:.3f} (content-only baseline on "
+                         f"the same folds {fam['content_baseline_auroc']:.3f}), after JPEG q75 "
+                         f"{fam['auroc_jpeg75']:.3f}, after 0.5x downscale {fam['auroc_downscale0.5']:.3f}, "
+                         f"photo-content rows {fam['auroc_photo']:.3f}, camera-photo FPR at fold thresholds "
+                         f"{fam['camera_fpr']:.3f}, content-matched pairs AUROC {fam['pairs_auroc']:.3f}; measured "
+                         f"{fam['date']} with `{fam['command']}`")
     entry = results.get(signature)
     if entry:
         lines.append(f"- {entry['protocol']} on {entry['data']}: pooled AUROC {entry['auroc']:.3f}, after JPEG q75 "

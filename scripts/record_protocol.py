@@ -1,4 +1,5 @@
-"""Record a protocol run (``negate evaluate protocol=cv ...``, leave-one-source-out or ``cv.group_by=family``) in negate/protocol_results.json, so that
+"""Record a protocol run (``negate evaluate protocol=cv ...``: leave-one-source-out, ``cv.group_by=family``, or
+``protocol=sources``) in negate/protocol_results.json, so that
 ``train`` can quote the measured protocol numbers in the model card of every model trained with the same recipe.
 
     python scripts/record_protocol.py outputs/multirun/evaluate/<date>/<n>   # or a single run folder
@@ -14,16 +15,19 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from negate.pipeline import protocol_signature, register_resolvers
+from negate.protocol.families import describe_protocol
 
 RESULTS = Path(__file__).resolve().parent.parent / "negate" / "protocol_results.json"
 
 
 def record_families(run_dir: Path, cfg, overrides) -> tuple[str, dict]:
-    """A family-held-out run (cv.group_by=family): stored under ``<signature>:families``."""
+    """A fold-refitting run: ``cv.group_by=family`` is stored under ``<signature>:families``, ``protocol=sources``
+    (source-grouped folds over all eras) under ``<signature>:sources``."""
     full = json.loads((run_dir / "families" / "metrics.json").read_text())
     r, b = full["recipe"], full.get("content_baseline", {})
+    proto = full["protocol"]
     entry = {
-        "protocol": f"leave-one-family-out over era {cfg.cv.era} ({len(full['protocol']['folds'])} folds), pooled",
+        "protocol": describe_protocol(proto["group_by"], proto["era"], len(proto["folds"])),
         "data": Path(cfg.data.path).parent.name + "/" + Path(cfg.data.path).name,
         "auroc": r["overall"]["auroc"], "auroc_jpeg75": r.get("auroc_jpeg75"),
         "auroc_downscale0.5": r.get("auroc_downscale0.5"), "tpr_at_5fpr": r["overall"].get("tpr_at_5fpr"),
@@ -34,7 +38,8 @@ def record_families(run_dir: Path, cfg, overrides) -> tuple[str, dict]:
         "command": "negate evaluate " + " ".join(o for o in overrides if not o.startswith(("data.path=", "cv.pairs=",
                                                                                              "paths."))),
     }
-    return protocol_signature(cfg) + ":families", entry
+    suffix = ":families" if proto["group_by"] == "family" else f":{proto['group_by']}s"
+    return protocol_signature(cfg) + suffix, entry
 
 
 def record(run_dir: Path) -> tuple[str, dict]:

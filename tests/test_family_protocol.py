@@ -102,6 +102,33 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
     assert "recipe:jpeg75" in header and "content_baseline:original" in header
 
 
+def test_source_folds_refit_the_recipe_over_all_eras(tmp_path):
+    """protocol=sources: source-grouped folds over every era, each fold refitting the recipe beside the baseline."""
+    from negate.protocol import cross_validate, report_path
+
+    folds = family_folds(_records(), None, 3, "source")
+    tested = np.concatenate([f["test"] for f in folds])
+    assert sorted(tested.tolist()) == list(range(len(_records())))  # every row scored once, the old era included
+    for fold in folds:
+        test = set(fold["test"].tolist())
+        held = {r.source for i, r in enumerate(_records()) if i in test}
+        assert not held & {r.source for i, r in enumerate(_records()) if i not in test}  # no source on both sides
+
+    manifest, _ = _family_manifest(tmp_path)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            "protocol=sources", "cv.folds=3", "data=manifest", f"data.path={manifest}", f"paths.output_dir={tmp_path}",
+            "feature=[spectral]", "encoder=none", "classifier=logreg", "classifier.C=1", "patches.size=64",
+            "patches.count=1", "data.reencode=none", "cv.recon_pairs=null", "cv.perturbations=false"])
+    assert cfg.protocol == "cv" and cfg.cv.group_by == "source" and cfg.cv.era is None and cfg.cv.refit
+    out = cross_validate(cfg, tmp_path / "run")
+    assert 0 <= out["families"]["auroc"] <= 1 and out["families"]["content_baseline_auroc"] is not None
+    report = report_path(cfg, tmp_path / "run").read_text()
+    assert report.startswith("# Leave-one-source-out over all eras (3 folds)") and "content_baseline" in report
+    saved = json.loads((tmp_path / "run" / "families" / "metrics.json").read_text())
+    assert {"fam0", "fam1", "fam2"} <= set(saved["recipe"]["per_family_detection"])  # the gan-era family is tested
+
+
 def test_ensemble_recipe_under_the_protocol(tmp_path):
     """experiment=ensemble: every fold fits both named recipes on the same split; the score is their mean logit."""
     from negate.ensemble import member_cfg

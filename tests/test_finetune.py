@@ -71,6 +71,19 @@ def test_small_images_are_padded_not_upsampled_and_eval_is_fixed(tmp_path):
     assert not torch.equal(x[0], x[3])  # corners of the 90x90 image, not one patch repeated
 
 
+def test_several_patches_per_image_per_epoch(tmp_path):
+    rng = np.random.default_rng(2)
+    paths = [_image(tmp_path / f"{i}.png", rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for i in range(3)]
+    images = DecodedImages([ImageRecord(p, i % 2) for i, p in enumerate(paths)])
+    ds = PatchTrainSet(images, 32, PatchAugment(**NO_AUG), patches_per_image=4)
+    assert len(ds) == 12
+    items = [ds[i] for i in range(12)]
+    assert [int(y[0]) for _, y in items] == [0, 1, 0] * 4  # item i is image i % 3, with its own label
+    assert not torch.equal(items[0][0], items[3][0])  # another random patch of the same image
+    with pytest.raises(ValueError, match="patches_per_image"):
+        PatchTrainSet(images, 32, patches_per_image=0)
+
+
 def test_balanced_loss_weighs_classes_equally():
     logits = torch.tensor([0.0, 0.0, 0.0, 5.0])
     labels = torch.tensor([0.0, 0.0, 0.0, 1.0])
@@ -112,7 +125,10 @@ def test_fit_writes_weights_that_run_as_an_encoder(tmp_path, manifest):
     assert again.read_bytes() == weights.read_bytes() and again.parent.name == "again"
     assert not (tmp_path / "again" / "checkpoints").exists()  # nothing was trained
     assert len({key, fit_key(train, val, TINY, 64_000_000, 1), fit_key(train[1:], val, TINY, 64_000_000, 0),
-                fit_key(train, val, {**TINY, "patch": 32}, 64_000_000, 0)}) == 4
+                fit_key(train, val, {**TINY, "patch": 32}, 64_000_000, 0),
+                fit_key(train, val, {**TINY, "patches_per_image": 2}, 64_000_000, 0)}) == 5
+    # a key added later, at its neutral value, keeps the weights cached before it existed
+    assert fit_key(train, val, {**TINY, "patches_per_image": 1}, 64_000_000, 0) == key
 
 
 def test_fit_needs_both_classes(tmp_path, manifest):

@@ -3,7 +3,8 @@ same way whatever the class.
 
 * :class:`DecodedImages` decodes every image once (uint8, in memory; DataLoader workers share it copy-on-write),
   so epochs never re-decode. Unreadable files are reported and left out.
-* :class:`PatchTrainSet` draws one random ``patch`` x ``patch`` crop per image (reflect-padded when smaller), then
+* :class:`PatchTrainSet` draws ``patches_per_image`` random ``patch`` x ``patch`` crops per image and epoch
+  (reflect-padded when smaller; more optimisation steps per decoded image), then
   :class:`PatchAugment` (flip, downscale, blur, JPEG or WebP re-encoding) with parameters drawn independently of
   the label, so neither class owns a format, a size or a compression history. A real with aligned reconstructions
   yields a *pair*: the real crop and the reconstruction's crop at the same position, through the same augmentation.
@@ -139,12 +140,16 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
 
 
 class PatchTrainSet(Dataset):
-    """Item ``i``: ``(patches (k, 3, P, P) float in [0, 1], labels (k,))`` with k = 1, or 2 for a real paired with
-    its aligned reconstruction. Random positions and augmentation come from ``seed``, the epoch and ``i``."""
+    """Item ``i``: ``(patches (k, 3, P, P) float in [0, 1], labels (k,))`` of image ``i % len(images)``, with k = 1,
+    or 2 for a real paired with its aligned reconstruction. An epoch holds ``patches_per_image`` items per image.
+    Random positions and augmentation come from ``seed``, the epoch and ``i``."""
 
     def __init__(self, images: DecodedImages, patch: int, augment: PatchAugment | None = None,
-                 aligned: dict[str, list[AlignedCrop]] | None = None, seed: int = 0):
+                 aligned: dict[str, list[AlignedCrop]] | None = None, seed: int = 0, patches_per_image: int = 1):
+        if int(patches_per_image) < 1:
+            raise ValueError(f"patches_per_image must be >= 1, got {patches_per_image}")
         self.images = images
+        self.patches_per_image = int(patches_per_image)
         self.patch = int(patch)
         self.augment = augment or PatchAugment()
         self.seed = int(seed)
@@ -165,7 +170,7 @@ class PatchTrainSet(Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) * self.patches_per_image
 
     @property
     def n_pairs(self) -> int:
@@ -177,6 +182,7 @@ class PatchTrainSet(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         params = self.augment.draw(rng)
+        i = i % len(self.images)
         label = int(self.images.records[i].label)
         side = min(int(round(self.patch / params["scale"])), 4 * self.patch)
         pairs = self.aligned.get(i)

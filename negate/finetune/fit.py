@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "detector.safetensors"
 # bump when a change to the fine-tuning code changes what the same data and config produce (invalidates cached weights)
 FIT_VERSION = 1
+# finetune keys added after weights were cached: at these values they change nothing, so they stay out of the key
+NEUTRAL_DEFAULTS = {"patches_per_image": 1}
 
 
 def _plain(cfg) -> dict:
@@ -76,7 +78,8 @@ def fit_key(train: list[ImageRecord], val: list[ImageRecord], cfg, max_pixels: i
         if failed:
             return None
         hashes[name] = [[d, r.label] for d, r in zip(digests, records)]
-    return config_hash({"images": hashes, "finetune": _plain(cfg), "max_pixels": int(max_pixels), "seed": int(seed),
+    finetune = {k: v for k, v in _plain(cfg).items() if k not in NEUTRAL_DEFAULTS or v != NEUTRAL_DEFAULTS[k]}
+    return config_hash({"images": hashes, "finetune": finetune, "max_pixels": int(max_pixels), "seed": int(seed),
                         "version": FIT_VERSION})
 
 
@@ -123,10 +126,12 @@ def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed:
         raise ValueError("fine-tuning needs both classes in the training and the validation records")
     aligned = build_aligned(train, cfg["aligned"], cache_dir, max_pixels) if cfg.get("aligned") else None
     patch = int(cfg.get("patch", 128))
-    train_set = PatchTrainSet(train_images, patch, PatchAugment.from_dict(cfg.get("augment")), aligned, seed)
+    train_set = PatchTrainSet(train_images, patch, PatchAugment.from_dict(cfg.get("augment")), aligned, seed,
+                              patches_per_image=int(cfg.get("patches_per_image", 1)))
     val_set = PatchEvalSet(val_images, patch, int(cfg.get("val_patches", 4)))
-    log.info("fine-tuning %s on %d images (%d aligned pairs), validating on %d; decoded in %.1f s",
-             cfg.get("encoder"), len(train_set), train_set.n_pairs, len(val_set), time.perf_counter() - started)
+    log.info("fine-tuning %s on %d images x %d patches per epoch (%d aligned pairs), validating on %d; decoded in "
+             "%.1f s", cfg.get("encoder"), len(train_images), train_set.patches_per_image, train_set.n_pairs,
+             len(val_set), time.perf_counter() - started)
     workers = int(cfg.get("num_workers", 1))
     loader_args = {"num_workers": workers, "persistent_workers": workers > 0, "collate_fn": collate_patches}
     batch = int(cfg.get("batch_size", 32))
@@ -155,7 +160,7 @@ def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed:
     weights = {k.removeprefix("backbone."): (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in module.state_dict().items() if k.startswith("backbone.")}
     meta = {**module.preprocessing, "patch": patch, "encoder": json.dumps(cfg.get("encoder")),
-            "train_images": len(train_set), "aligned_pairs": train_set.n_pairs, "val_images": len(val_set),
+            "train_images": len(train_images), "patches_per_image": train_set.patches_per_image, "aligned_pairs": train_set.n_pairs, "val_images": len(val_set),
             "best_val_auroc": float(checkpoint.best_model_score or float("nan")),
             "epochs": int(trainer.current_epoch), "seconds": round(time.perf_counter() - started, 1)}
     path = out_dir / WEIGHTS_FILE

@@ -77,11 +77,12 @@ def write_split_report(cfg: DictConfig, out_dir: Path, records, y: np.ndarray, p
 
 
 def cross_validate(cfg: DictConfig, run_dir: Path) -> dict:
-    """``protocol=cv`` on the configured data and recipe: leave-one-``cv.group_by``-out; ``family`` runs the
-    content-controlled protocol. Writes ``<run_dir>/loso/`` or ``<run_dir>/families/``."""
+    """``protocol=cv`` on the configured data and recipe: leave-one-``cv.group_by``-out; ``family`` (or
+    ``cv.refit=true``, ``protocol=sources``) runs the fold protocol that refits the whole recipe per fold beside the
+    content-only baseline. Writes ``<run_dir>/loso/`` or ``<run_dir>/families/``."""
     from negate.pipeline import protocol_signature
 
-    if cfg.cv.group_by == "family":
+    if cfg.cv.group_by == "family" or cfg.cv.get("refit"):
         from negate.protocol.families import headline, run_family_protocol
 
         results = run_family_protocol(cfg, run_dir)
@@ -100,4 +101,5 @@ def report_path(cfg: DictConfig, run_dir: Path) -> Path:
     """Where the protocol's ``report.md`` of an ``evaluate`` run lies."""
     if check_protocol(cfg) == "holdout":
         return run_dir / "report.md"
-    return run_dir / ("families" if cfg.cv.group_by == "family" else "loso") / "report.md"
+    refits = cfg.cv.group_by == "family" or cfg.cv.get("refit")
+    return run_dir / ("families" if refits else "loso") / "report.md"

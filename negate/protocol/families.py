@@ -256,12 +256,19 @@ def headline(results: dict) -> dict:
     return row
 
 
+def describe_protocol(group_by: str, era: str | None, n_folds: int) -> str:
+    """One line naming the folds, e.g. "leave-one-family-out over era modern (5 folds), pooled"."""
+    over = f"era {era}" if era else "all eras"
+    return f"leave-one-{group_by}-out over {over} ({n_folds} folds), pooled"
+
+
 def render_report(results: dict) -> str:
     proto = results["protocol"]
-    lines = [f"# Leave-one-{proto['group_by']}-out over era {proto['era']!r} ({len(proto['folds'])} folds, "
-             f"{proto['n_records']} records)", "",
-             "Each fold's test = the held-out families' fakes + reals from sources held out of training; pooled "
-             "out-of-fold predictions. Content-only baseline: the same folds, images reduced to 64 px and back.", ""]
+    title = describe_protocol(proto["group_by"], proto["era"], len(proto["folds"]))
+    lines = [f"# {title[0].upper() + title[1:]} ({proto['n_records']} records)", "",
+             f"Each fold's test = the fakes of its held-out {proto['group_by']} groups + reals from sources held out "
+             "of training; pooled out-of-fold predictions. Content-only baseline: the same folds, images reduced to "
+             "64 px and back.", ""]
     rows = []
     for name in ("recipe", "content_baseline"):
         if name not in results:

@@ -99,10 +99,14 @@ def protocol_signature(cfg: DictConfig) -> str:
         "classifier": {k: v for k, v in OmegaConf.to_container(cfg.classifier, resolve=True).items() if k != "n_jobs"},
         "threshold": OmegaConf.to_container(cfg.threshold, resolve=True),
     }
+    from negate.finetune import without_neutral_defaults
+
     for key in ("aligned", "finetune", "ensemble"):  # only when on, so signatures recorded before these existed still match
         value = cfg.get(key)
         if value and value.get("name", "on") != "none":
             recipe[key] = OmegaConf.to_container(value, resolve=True)
+    if "finetune" in recipe:
+        recipe["finetune"] = without_neutral_defaults(recipe["finetune"])
     return config_hash(recipe)
 
 

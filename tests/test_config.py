@@ -99,6 +99,14 @@ def test_null_family_is_off_and_the_recipe_signature_follows_the_recipe():
     for change in ("classifier=xgboost", "data.reencode=jpeg95", "encoder.families.warpad={alpha: 0.1}"):
         other = compose_cfg("train", ["encoder=effnet_lite0", "feature=[]", change])
         assert protocol_signature(other) != protocol_signature(cfg), change
+    # a finetune key at its neutral value leaves the signature of rows recorded before the key existed
+    tuned = compose_cfg("evaluate", ["experiment=finetuned_no_aligned"])
+    assert tuned.finetune.patches_per_image == 1
+    without = OmegaConf.create(OmegaConf.to_container(tuned))
+    del without.finetune["patches_per_image"]
+    assert protocol_signature(without) == protocol_signature(tuned)
+    assert protocol_signature(compose_cfg("evaluate", ["experiment=finetuned_no_aligned",
+                                                       "finetune.patches_per_image=4"])) != protocol_signature(tuned)
 
 
 EXPERIMENTS = options("experiment")

@@ -2,3 +2,11 @@
 ``Trainer.fit``), optionally with *aligned reconstructions* of the real training images as extra, content-matched
 fakes. The fitted network is then an ``encoder`` (``name: finetuned``) whose pooled patch logits feed a classifier.
 """
+
+# finetune keys added after weights and protocol rows were recorded: at these values they change nothing, so they stay
+# out of the fit cache key and the recipe signature (both still match what was recorded before the keys existed)
+NEUTRAL_DEFAULTS = {"patches_per_image": 1}
+
+
+def without_neutral_defaults(finetune: dict) -> dict:
+    return {k: v for k, v in finetune.items() if k not in NEUTRAL_DEFAULTS or v != NEUTRAL_DEFAULTS[k]}

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from negate.data.records import ImageRecord
+from negate.finetune import without_neutral_defaults
 from negate.finetune.data import DecodedImages, PatchAugment, PatchEvalSet, PatchTrainSet, collate_patches
 from negate.finetune.module import PatchDetector
 
@@ -31,8 +32,6 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "detector.safetensors"
 # bump when a change to the fine-tuning code changes what the same data and config produce (invalidates cached weights)
 FIT_VERSION = 1
-# finetune keys added after weights were cached: at these values they change nothing, so they stay out of the key
-NEUTRAL_DEFAULTS = {"patches_per_image": 1}
 
 
 def _plain(cfg) -> dict:
@@ -78,8 +77,7 @@ def fit_key(train: list[ImageRecord], val: list[ImageRecord], cfg, max_pixels: i
         if failed:
             return None
         hashes[name] = [[d, r.label] for d, r in zip(digests, records)]
-    finetune = {k: v for k, v in _plain(cfg).items() if k not in NEUTRAL_DEFAULTS or v != NEUTRAL_DEFAULTS[k]}
-    return config_hash({"images": hashes, "finetune": finetune, "max_pixels": int(max_pixels), "seed": int(seed),
+    return config_hash({"images": hashes, "finetune": without_neutral_defaults(_plain(cfg)), "max_pixels": int(max_pixels), "seed": int(seed),
                         "version": FIT_VERSION})
 
 

@@ -153,7 +153,7 @@ def test_documented_options_need_no_plus_and_open_mappings_take_new_keys():
             "+encoder.families.extra={a: 1}", "hydra.run.dir=x"]
     assert check_overrides("train", args) == args
     assert check_overrides("infer", ["output_file=-", "quiet=true", "min_side=16", "ckpt=shipped"])
-    members = ["experiment=ensemble", "+ensemble.overrides.finetuned_no_aligned=['finetune.max_epochs=20']"]
+    members = ["experiment=ensemble", "++ensemble.overrides.finetuned_no_aligned=['finetune.max_epochs=20']"]
     assert check_overrides("train", members) == members  # an ensemble member's own overrides: an open mapping
 
 

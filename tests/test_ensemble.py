@@ -20,7 +20,7 @@ SMALL = "'patches.size=64','patches.count=1'"
 MEMBERS = [
     "ensemble.members=[handcrafted,finetuned_no_aligned]",
     f"+ensemble.overrides.handcrafted=[{SMALL},'classifier.n_estimators=20']",
-    "+ensemble.overrides.finetuned_no_aligned=['finetune.pretrained=false','finetune.patch=64','finetune.grid=4',"
+    "++ensemble.overrides.finetuned_no_aligned=['finetune.pretrained=false','finetune.patch=64','finetune.grid=4',"
     "'finetune.max_epochs=1','finetune.num_workers=0','finetune.batch_size=8','finetune.trainer.accelerator=cpu']",
 ]
 

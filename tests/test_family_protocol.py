@@ -124,7 +124,7 @@ def test_source_folds_refit_the_recipe_over_all_eras(tmp_path):
     out = cross_validate(cfg, tmp_path / "run")
     assert 0 <= out["families"]["auroc"] <= 1 and out["families"]["content_baseline_auroc"] is not None
     report = report_path(cfg, tmp_path / "run").read_text()
-    assert report.startswith("# Leave-one-source-out over all eras (3 folds)") and "content_baseline" in report
+    assert report.startswith("# Sources held out in 3 grouped folds over all eras, pooled") and "content_baseline" in report
     saved = json.loads((tmp_path / "run" / "families" / "metrics.json").read_text())
     assert {"fam0", "fam1", "fam2"} <= set(saved["recipe"]["per_family_detection"])  # the gan-era family is tested
 

@@ -257,9 +257,12 @@ def headline(results: dict) -> dict:
 
 
 def describe_protocol(group_by: str, era: str | None, n_folds: int) -> str:
-    """One line naming the folds, e.g. "leave-one-family-out over era modern (5 folds), pooled"."""
+    """One line naming the folds, e.g. "leave-one-family-out over era modern (5 folds), pooled" or "sources held
+    out in 5 grouped folds over all eras, pooled"."""
     over = f"era {era}" if era else "all eras"
-    return f"leave-one-{group_by}-out over {over} ({n_folds} folds), pooled"
+    if group_by == "family":
+        return f"leave-one-family-out over {over} ({n_folds} folds), pooled"
+    return f"{group_by}s held out in {n_folds} grouped folds over {over}, pooled"
 
 
 def render_report(results: dict) -> str:

@@ -24,7 +24,7 @@ def _records() -> list[ImageRecord]:
     for fam, n, src in (("A", 5, "s1"), ("B", 3, "s2"), ("C", 2, "s2"), ("D", 4, "mixed")):
         recs += [ImageRecord(f"{fam}{i}.png", 1, fam, src, {"family": fam, "era": "modern"}) for i in range(n)]
     recs += [ImageRecord(f"old{i}.png", 1, "GAN", "old", {"family": "GAN", "era": "gan"}) for i in range(6)]
-    for src, n in (("r1", 8), ("r2", 5), ("r3", 3), ("mixed", 2)):
+    for src, n in (("r1", 8), ("r2", 5), ("r3", 3), ("mixed", 2), ("old", 2)):
         recs += [ImageRecord(f"{src}_{i}.jpg", 0, "real", src, {"family": "real", "era": "real"}) for i in range(n)]
     return recs
 
@@ -46,6 +46,13 @@ def test_folds_hold_out_each_family_once_with_unseen_real_sources(n_folds):
         assert all(recs[i].extra["era"] != "gan" for i in test)  # older eras always train
         if "D" in fold["families"]:
             assert "mixed" in fold["real_sources"]  # a mixed source's reals go with its family
+        # no training row shares a source with a test row: when the reals of "old" are tested, its gan-era fakes
+        # (and s2's other family, when one s2 family is tested) sit out that fold instead of training
+        train = set(fold["train"].tolist())
+        assert not train & test and not {recs[i].source for i in train} & {recs[i].source for i in test}
+        assert len(train) + len(test) + fold["n_left_out"] == len(recs)
+    old_real_fold = next(f for f in folds if "old" in f["real_sources"])
+    assert old_real_fold["n_left_out"] >= 6
     with pytest.raises(ValueError, match="at least 2 family"):
         family_folds(recs, "diffusion-2022")
 

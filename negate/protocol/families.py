@@ -5,7 +5,8 @@ Folds (:func:`family_folds`): the fakes of ``era`` (e.g. ``modern``) are grouped
 held out once (``folds=null``) or the families are dealt into ``folds`` balanced groups. Reals are dealt by
 ``source`` the same way (a source that also holds fakes of the era goes with its family), so each fold's test =
 the held-out families' fakes + reals from sources no training image came from. Everything else trains: older
-eras, other families, other sources. Inside the training part an inner grouped split (by source) gives the
+eras, other families, other sources, except rows that share a source with a test row (they are left out of that
+fold: a source's older-era fakes must not train while its reals are tested). Inside the training part an inner grouped split (by source) gives the
 validation records for early stopping and the fold's threshold; the test images touch nothing but scoring.
 
 Per recipe, pooled over folds: AUROC, AP, TPR at 1 % / 5 % FPR, the same after JPEG q75 and 0.5x downscaling,
@@ -74,9 +75,16 @@ def family_folds(records: list[ImageRecord], era: str | None = "modern", n_folds
     for f in range(k):
         test = [i for i in eligible if fold_of[_field(records[i], group_by) or "unknown"] == f]
         test += [i for i, r in enumerate(records) if r.label == 0 and real_fold[r.source] == f]
+        # no training row shares a source with a test row: a source's older-era fakes (or another family's fakes)
+        # would otherwise train while its reals (or fakes) are tested, and the model would score the source, not
+        # the image
+        test_sources = {records[i].source for i in test}
+        held = set(test)
+        train = [i for i, r in enumerate(records) if i not in held and r.source not in test_sources]
         folds.append({"families": sorted(fam for fam, g in fold_of.items() if g == f),
                       "real_sources": sorted(s for s, g in real_fold.items() if g == f),
-                      "test": np.array(sorted(test), dtype=int)})
+                      "test": np.array(sorted(test), dtype=int), "train": np.array(train, dtype=int),
+                      "n_left_out": len(records) - len(test) - len(train)})
     return folds
 
 
@@ -207,13 +215,13 @@ def run_family_protocol(cfg: DictConfig, run_dir: Path) -> dict:
     views = list(VIEWS) if proto.get("perturbations", True) else ["original"]
     for f, fold in enumerate(folds):
         test = fold["test"]
-        rest = np.setdiff1d(np.arange(len(records)), test)
-        tr, va = _inner_split(records, rest, cfg.split.val_fraction, int(cfg.seed))
+        tr, va = _inner_split(records, fold["train"], cfg.split.val_fraction, int(cfg.seed))
         info = {"fold": f, "families": fold["families"], "real_sources": fold["real_sources"],
                 "n_test": int(len(test)), "n_test_fake": int(y[test].sum()), "n_train": int(len(tr)),
-                "n_val": int(len(va))}
-        log.info("fold %d/%d: hold out %s + reals of %s (%d test, %d train, %d val)", f + 1, len(folds),
-                 fold["families"], fold["real_sources"], len(test), len(tr), len(va))
+                "n_val": int(len(va)), "n_left_out": fold["n_left_out"]}
+        log.info("fold %d/%d: hold out %s + reals of %s (%d test, %d train, %d val; %d rows of test sources left "
+                 "out)", f + 1, len(folds), fold["families"], fold["real_sources"], len(test), len(tr), len(va),
+                 fold["n_left_out"])
         test_recon = [c for i in test if y[i] == 0 for c in recon.get(records[i].path, [])]
         for name, (rcfg, base_view) in recipes.items():
             recipe = fit_recipe(rcfg, [records[i] for i in tr], [records[i] for i in va], out_dir / f"fold{f}" / name,

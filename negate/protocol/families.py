@@ -265,11 +265,11 @@ def headline(results: dict) -> dict:
 
 
 def describe_protocol(group_by: str, era: str | None, n_folds: int) -> str:
-    """One line naming the folds, e.g. "leave-one-family-out over era modern (5 folds), pooled" or "sources held
-    out in 5 grouped folds over all eras, pooled"."""
+    """One line naming the folds, e.g. "leave-one-family-out over era modern (5 folds, no source on both sides),
+    pooled" or "sources held out in 5 grouped folds over all eras, pooled"."""
     over = f"era {era}" if era else "all eras"
-    if group_by == "family":
-        return f"leave-one-family-out over {over} ({n_folds} folds), pooled"
+    if group_by == "family":  # rows recorded before sources were kept off both sides read "(5 folds), pooled"
+        return f"leave-one-family-out over {over} ({n_folds} folds, no source on both sides), pooled"
     return f"{group_by}s held out in {n_folds} grouped folds over {over}, pooled"
 
 

@@ -77,8 +77,8 @@ def fit_key(train: list[ImageRecord], val: list[ImageRecord], cfg, max_pixels: i
         if failed:
             return None
         hashes[name] = [[d, r.label] for d, r in zip(digests, records)]
-    return config_hash({"images": hashes, "finetune": without_neutral_defaults(_plain(cfg)), "max_pixels": int(max_pixels), "seed": int(seed),
-                        "version": FIT_VERSION})
+    return config_hash({"images": hashes, "finetune": without_neutral_defaults(_plain(cfg)),
+                        "max_pixels": int(max_pixels), "seed": int(seed), "version": FIT_VERSION})
 
 
 def fit_detector(
@@ -158,7 +158,8 @@ def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed:
     weights = {k.removeprefix("backbone."): (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in module.state_dict().items() if k.startswith("backbone.")}
     meta = {**module.preprocessing, "patch": patch, "encoder": json.dumps(cfg.get("encoder")),
-            "train_images": len(train_images), "patches_per_image": train_set.patches_per_image, "aligned_pairs": train_set.n_pairs, "val_images": len(val_set),
+            "train_images": len(train_images), "patches_per_image": train_set.patches_per_image,
+            "aligned_pairs": train_set.n_pairs, "val_images": len(val_set),
             "best_val_auroc": float(checkpoint.best_model_score or float("nan")),
             "epochs": int(trainer.current_epoch), "seconds": round(time.perf_counter() - started, 1)}
     path = out_dir / WEIGHTS_FILE

@@ -6,8 +6,9 @@ held out once (``folds=null``) or the families are dealt into ``folds`` balanced
 ``source`` the same way (a source that also holds fakes of the era goes with its family), so each fold's test =
 the held-out families' fakes + reals from sources no training image came from. Everything else trains: older
 eras, other families, other sources, except rows that share a source with a test row (they are left out of that
-fold: a source's older-era fakes must not train while its reals are tested). Inside the training part an inner grouped split (by source) gives the
-validation records for early stopping and the fold's threshold; the test images touch nothing but scoring.
+fold: a source's older-era fakes must not train while its reals are tested). Inside the training part an inner
+grouped split (by source) gives the validation records for early stopping and the fold's threshold; the test images
+touch nothing but scoring.
 
 Per recipe, pooled over folds: AUROC, AP, TPR at 1 % / 5 % FPR, the same after JPEG q75 and 0.5x downscaling,
 detection per held-out family and camera-photo FPR at each fold's threshold, the photo-like fakes (``content=photo``) against all reals apart, and

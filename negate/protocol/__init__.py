@@ -76,13 +76,19 @@ def write_split_report(cfg: DictConfig, out_dir: Path, records, y: np.ndarray, p
                         seed=cfg.seed, camera=camera_rows(cfg, records), **kwargs)
 
 
+def refits_per_fold(cfg: DictConfig) -> bool:
+    """Whether ``protocol=cv`` runs the fold protocol that refits the recipe (family folds, ``protocol=sources``)
+    rather than leave-one-group-out on cached features."""
+    return cfg.cv.group_by == "family" or bool(cfg.cv.get("refit"))
+
+
 def cross_validate(cfg: DictConfig, run_dir: Path) -> dict:
     """``protocol=cv`` on the configured data and recipe: leave-one-``cv.group_by``-out; ``family`` (or
     ``cv.refit=true``, ``protocol=sources``) runs the fold protocol that refits the whole recipe per fold beside the
     content-only baseline. Writes ``<run_dir>/loso/`` or ``<run_dir>/families/``."""
     from negate.pipeline import protocol_signature
 
-    if cfg.cv.group_by == "family" or cfg.cv.get("refit"):
+    if refits_per_fold(cfg):
         from negate.protocol.families import headline, run_family_protocol
 
         results = run_family_protocol(cfg, run_dir)
@@ -101,5 +107,4 @@ def report_path(cfg: DictConfig, run_dir: Path) -> Path:
     """Where the protocol's ``report.md`` of an ``evaluate`` run lies."""
     if check_protocol(cfg) == "holdout":
         return run_dir / "report.md"
-    refits = cfg.cv.group_by == "family" or cfg.cv.get("refit")
-    return run_dir / ("families" if refits else "loso") / "report.md"
+    return run_dir / ("families" if refits_per_fold(cfg) else "loso") / "report.md"

@@ -113,8 +113,19 @@ EXPERIMENTS = options("experiment")
 
 
 def test_the_named_recipes_are_the_readme_rows():
-    assert {"default", "default_aligned", "finetuned", "finetuned_no_aligned", "handcrafted",
+    assert {"default", "default_aligned", "finetuned", "finetuned_no_aligned", "handcrafted", "handcrafted_logreg",
             "handcrafted_aligned"} <= set(EXPERIMENTS)
+
+
+def test_handcrafted_logreg_is_the_recorded_handcrafted_logreg_row():
+    """The named recipe and ``experiment=handcrafted classifier=logreg classifier.C=0.01`` (the README row measured
+    before it had a name) are the same recipe, so its recorded protocol rows still match."""
+    from negate.pipeline import protocol_signature
+
+    named = compose_cfg("evaluate", ["experiment=handcrafted_logreg"])
+    assert named.classifier.kind == "logreg" and named.classifier.C == 0.01 and named.data.reencode == "none"
+    spelled = compose_cfg("evaluate", ["experiment=handcrafted", "classifier=logreg", "classifier.C=0.01"])
+    assert protocol_signature(named) == protocol_signature(spelled)
 
 
 def test_every_experiment_prints_its_job_config(tmp_path):

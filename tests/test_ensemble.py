@@ -139,3 +139,20 @@ def test_the_shipped_model_is_the_protocol_ensemble():
     assert model.detector.kind == "ensemble" and list(members) == ["default", "finetuned_no_aligned"]
     card = (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
     assert "content-only baseline on the same folds" in card and "their licences" in card
+
+
+def test_the_shipped_card_quotes_the_recorded_protocol_rows():
+    """Re-measuring the shipped recipe (scripts/record_protocol.py) must be carried into the shipped card."""
+    from negate.paths import SHIPPED_MODEL_DIR
+    from negate.train import measured_protocol
+
+    if not (SHIPPED_MODEL_DIR / "model.json").is_file():
+        pytest.skip("no shipped model in this checkout")
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=ensemble", "data=manifest"])
+    lines = measured_protocol(cfg).splitlines()
+    assert len(lines) == 2 and "leave-one-family-out" in lines[0] and "sources held out" in lines[1]
+    card = (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
+    for line in lines:
+        assert line in card

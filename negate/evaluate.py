@@ -89,8 +89,10 @@ def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     protocol = check_protocol(cfg)
     metrics = evaluate_model(cfg, run_dir) if protocol == "holdout" else cross_validate(cfg, run_dir)
-    described = metrics.get("protocol") or f"leave-one-{cfg.cv.group_by}-out"
-    title = "negate evaluate" + (f" ({cfg.ckpt})" if protocol == "holdout" else f" ({described})")
+    if protocol == "holdout":
+        title = f"negate evaluate ({cfg.ckpt})"
+    else:
+        title = f"negate evaluate ({metrics.get('protocol') or f'leave-one-{cfg.cv.group_by}-out'})"
     print_metrics_table(metrics, title=title)
     if "robustness" in metrics:
         print("AUROC under perturbation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["robustness"].items()))

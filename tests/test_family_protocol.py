@@ -130,6 +130,7 @@ def test_source_folds_refit_the_recipe_over_all_eras(tmp_path):
     assert cfg.protocol == "cv" and cfg.cv.group_by == "source" and cfg.cv.era is None and cfg.cv.refit
     out = cross_validate(cfg, tmp_path / "run")
     assert 0 <= out["families"]["auroc"] <= 1 and out["families"]["content_baseline_auroc"] is not None
+    assert out["protocol"] == "sources held out in 3 grouped folds over all eras, pooled"  # the printed title
     report = report_path(cfg, tmp_path / "run").read_text()
     assert report.startswith("# Sources held out in 3 grouped folds over all eras, pooled") and "content_baseline" in report
     saved = json.loads((tmp_path / "run" / "families" / "metrics.json").read_text())

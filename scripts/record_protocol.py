@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from negate.pipeline import protocol_signature, register_resolvers
-from negate.protocol.families import describe_protocol
+from negate.protocol.families import describe_results
 
 RESULTS = Path(__file__).resolve().parent.parent / "negate" / "protocol_results.json"
 
@@ -27,7 +27,7 @@ def record_families(run_dir: Path, cfg, overrides) -> tuple[str, dict]:
     r, b = full["recipe"], full.get("content_baseline", {})
     proto = full["protocol"]
     entry = {
-        "protocol": describe_protocol(proto["group_by"], proto["era"], len(proto["folds"])),
+        "protocol": describe_results(full),
         "data": Path(cfg.data.path).parent.name + "/" + Path(cfg.data.path).name,
         "auroc": r["overall"]["auroc"], "auroc_jpeg75": r.get("auroc_jpeg75"),
         "auroc_downscale0.5": r.get("auroc_downscale0.5"), "tpr_at_5fpr": r["overall"].get("tpr_at_5fpr"),

@@ -89,12 +89,11 @@ def cross_validate(cfg: DictConfig, run_dir: Path) -> dict:
     from negate.pipeline import protocol_signature
 
     if refits_per_fold(cfg):
-        from negate.protocol.families import describe_protocol, headline, run_family_protocol
+        from negate.protocol.families import describe_results, headline, run_family_protocol
 
         results = run_family_protocol(cfg, run_dir)
-        proto = results["protocol"]
         return {"families": headline(results), "signature": protocol_signature(cfg), "data": str(cfg.data.path),
-                "protocol": describe_protocol(proto["group_by"], proto["era"], len(proto["folds"]))}
+                "protocol": describe_results(results)}
     from negate.featureset import load_feature_set
     from negate.pipeline import FeatureRunner, pipeline_from_cfg
     from negate.protocol.loso import loso

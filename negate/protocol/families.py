@@ -274,9 +274,15 @@ def describe_protocol(group_by: str, era: str | None, n_folds: int) -> str:
     return f"{group_by}s held out in {n_folds} grouped folds over {over}, pooled"
 
 
+def describe_results(results: dict) -> str:
+    """:func:`describe_protocol` of a finished run (its ``results["protocol"]``)."""
+    proto = results["protocol"]
+    return describe_protocol(proto["group_by"], proto["era"], len(proto["folds"]))
+
+
 def render_report(results: dict) -> str:
     proto = results["protocol"]
-    title = describe_protocol(proto["group_by"], proto["era"], len(proto["folds"]))
+    title = describe_results(results)
     lines = [f"# {title[0].upper() + title[1:]} ({proto['n_records']} records)", "",
              f"Each fold's test = the fakes of its held-out {proto['group_by']} groups + reals from sources held out "
              "of training; pooled out-of-fold predictions. Content-only baseline: the same folds, images reduced to "

@@ -29,7 +29,7 @@ from negate.pipeline import FeatureRunner
 # the keys a named recipe sets; everything else (data, paths, seed, split, threshold, cv, ...) comes from the caller
 RECIPE_KEYS = ("feature", "encoder", "ae", "classifier", "finetune", "aligned", "patches", "augment")
 MEMBERS_SHA256 = "members.sha256"  # sha256 of each member folder's checksums.sha256
-COMBINE = "mean_logit"
+COMBINES = ("mean_logit", "mean_z")
 
 
 def ensemble_members(cfg: DictConfig) -> list[str]:
@@ -70,6 +70,16 @@ def member_cfg(cfg: DictConfig, name: str) -> DictConfig:
     return OmegaConf.create(out)
 
 
+def ensemble_combine(cfg: DictConfig) -> str:
+    """``mean_logit``: the members' logits averaged as they are. ``mean_z``: each member's logit first standardised by
+    the mean and standard deviation of its logits on the validation split's reals, so a member whose scale drifts
+    between fits (a fine-tuned network) neither dominates nor fades."""
+    combine = str((cfg.get("ensemble") or {}).get("combine") or "mean_logit")
+    if combine not in COMBINES:
+        raise ValueError(f"ensemble.combine must be one of {COMBINES}, got {combine!r}")
+    return combine
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -78,9 +88,9 @@ def _logit(p: np.ndarray) -> np.ndarray:
 class EnsembleRunner:
     """The members' feature runners side by side: a record has a row when every member has one."""
 
-    def __init__(self, members: dict[str, object]):
+    def __init__(self, members: dict[str, object], combine: str = "mean_logit"):
         self.members = members  # name -> FeatureRunner
-        self.pipeline = {"ensemble": {"members": list(members), "combine": COMBINE}}
+        self.pipeline = {"ensemble": {"members": list(members), "combine": combine}}
         self.families = [f for r in members.values() for f in r.families]
 
     @property
@@ -114,29 +124,43 @@ class EnsembleRunner:
 
 
 class EnsembleDetector:
-    """Mean logit of the member detectors, each on its own block of columns."""
+    """Mean logit of the member detectors, each on its own block of columns; with ``scales`` (member -> (centre,
+    scale), combine ``mean_z``) each member's logit is standardised first."""
 
     kind = "ensemble"
 
-    def __init__(self, members: dict[str, object], widths: list[int]):
+    def __init__(self, members: dict[str, object], widths: list[int],
+                 scales: dict[str, tuple[float, float]] | None = None):
         self.members = members  # name -> fitted detector
         self.widths = widths
         self.n_features_ = int(sum(widths))
+        self.scales = dict(scales) if scales else None
+        if self.scales is not None and set(self.scales) != set(members):
+            raise ValueError(f"ensemble scales name {sorted(self.scales)}, members are {sorted(members)}")
 
-    def predict_proba(self, X) -> np.ndarray:
+    def member_logits(self, X) -> dict[str, np.ndarray]:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features_:
             raise ValueError(f"expected {self.n_features_} ensemble feature columns, got shape {X.shape}")
         bounds = np.cumsum([0, *self.widths])
-        logits = [_logit(d.predict_proba(X[:, a:b])[:, 1]) for d, a, b in zip(self.members.values(), bounds, bounds[1:])]
-        p = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+        return {name: _logit(d.predict_proba(X[:, a:b])[:, 1])
+                for (name, d), a, b in zip(self.members.items(), bounds, bounds[1:])}
+
+    def predict_proba(self, X) -> np.ndarray:
+        logits = self.member_logits(X)
+        if self.scales is not None:
+            logits = {m: (z - self.scales[m][0]) / self.scales[m][1] for m, z in logits.items()}
+        p = 1 / (1 + np.exp(-np.mean(list(logits.values()), axis=0)))
         return np.column_stack([1 - p, p])
 
     def params(self) -> dict:
-        return {"members": list(self.members), "combine": COMBINE}
+        return {"members": list(self.members), "combine": "mean_logit" if self.scales is None else "mean_z"}
 
     def state(self) -> dict:
-        return {"n_features": self.n_features_, "widths": list(self.widths)}
+        state = {"n_features": self.n_features_, "widths": list(self.widths)}
+        if self.scales is not None:
+            state["scales"] = {m: [float(c), float(s)] for m, (c, s) in self.scales.items()}
+        return state
 
     def save(self, folder: Path) -> list[str]:
         """Pin each member folder (already written) by the sha256 of its ``checksums.sha256``."""
@@ -159,20 +183,32 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     """Fit every member on ``train``/``val``; a :class:`~negate.recipe.FittedRecipe` whose runner and detector are
     the ensemble's, threshold chosen on ``val``. ``.members`` keeps the fitted members (for saving)."""
     from negate.protocol import fit_threshold
-    from negate.recipe import FittedRecipe, fit_recipe
+    from negate.recipe import FittedRecipe, compose_view, fit_recipe
 
     members = []
     for name in ensemble_members(cfg):
         mcfg = member_cfg(cfg, name)
         members.append(FittedMember(name, fit_recipe(mcfg, train, val, Path(work_dir) / name, base_view), mcfg))
-    runner = EnsembleRunner({m.name: m.recipe.runner for m in members})
+    combine = ensemble_combine(cfg)
+    runner = EnsembleRunner({m.name: m.recipe.runner for m in members}, combine)
     detector = EnsembleDetector({m.name: m.recipe.detector for m in members}, runner.widths)
     fitted = FittedRecipe(runner, detector, 0.5, runner.pipeline, base_view)
-    kept, p_val = fitted.score(val)
+    kept, table = runner.features(val, compose_view("", base_view))
     y_val = np.array([val[i].label for i in kept], dtype=int)
+    if combine == "mean_z":
+        detector.scales = real_logit_scales(detector.member_logits(table.X), y_val)
+    p_val = detector.predict_proba(table.X)[:, 1]
     fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val)
     fitted.members = members
     return fitted
+
+
+def real_logit_scales(logits: dict[str, np.ndarray], y: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Per member, the mean and standard deviation of its logits on the reals of ``y`` (the validation split)."""
+    real = np.asarray(y) == 0
+    if real.sum() < 2:
+        raise ValueError("ensemble.combine=mean_z needs at least two validation reals to set each member's scale")
+    return {m: (float(z[real].mean()), float(max(z[real].std(), 1e-6))) for m, z in logits.items()}
 
 
 # ---------------------------------------------------------------- model folders
@@ -229,7 +265,8 @@ def load_ensemble(folder: Path, load_member):
         widths.append(len(model.feature_names))
     if len(members) < 2:
         raise ModelFolderError(f"{folder}: an ensemble needs at least two members, found {names}")
-    detector = EnsembleDetector(detectors, widths)
+    scales = (info.get("detector") or {}).get("state", {}).get("scales")
+    detector = EnsembleDetector(detectors, widths, {m: tuple(v) for m, v in scales.items()} if scales else None)
     feature_names = [f"{m}/{n}" for m, (model, _) in members.items() for n in model.feature_names]
     model = LoadedModel(folder, detector, pipeline, feature_names, info["threshold"], tuple(info["uncertain"]), info)
     return model, members
@@ -240,5 +277,5 @@ def make_runner(pipeline: dict, cfg: DictConfig, families, progress: bool = True
     members of an ensemble folder (``{name: (LoadedModel, families)}``)."""
     if "ensemble" in pipeline:
         return EnsembleRunner({name: FeatureRunner(m.pipeline, cfg, fams, progress=progress)
-                               for name, (m, fams) in families.items()})
+                               for name, (m, fams) in families.items()}, pipeline["ensemble"].get("combine", "mean_logit"))
     return FeatureRunner(pipeline, cfg, families, progress=progress)

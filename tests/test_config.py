@@ -107,6 +107,14 @@ def test_null_family_is_off_and_the_recipe_signature_follows_the_recipe():
     assert protocol_signature(without) == protocol_signature(tuned)
     assert protocol_signature(compose_cfg("evaluate", ["experiment=finetuned_no_aligned",
                                                        "finetune.patches_per_image=4"])) != protocol_signature(tuned)
+    # likewise ensemble.combine at its first rule, mean_logit; another rule is another recipe
+    ensemble = compose_cfg("evaluate", ["experiment=ensemble"])
+    assert ensemble.ensemble.combine == "mean_logit"
+    without = OmegaConf.create(OmegaConf.to_container(ensemble))
+    del without.ensemble["combine"]
+    assert protocol_signature(without) == protocol_signature(ensemble)
+    assert protocol_signature(compose_cfg("evaluate", ["experiment=ensemble", "ensemble.combine=mean_z"])) \
+        != protocol_signature(ensemble)
 
 
 EXPERIMENTS = options("experiment")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,45 @@ def test_the_shipped_card_quotes_the_recorded_protocol_rows():
     card = (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
     for line in lines:
         assert line in card
+
+
+def test_mean_z_standardises_each_member_by_its_validation_reals():
+    from sklearn.linear_model import LogisticRegression
+
+    from negate.ensemble import EnsembleDetector, real_logit_scales
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] + X[:, 1] + rng.normal(scale=0.5, size=200) > 0).astype(int)
+    loud = LogisticRegression(C=100).fit(X[:, :1] * 10, y)  # a member whose logits are ten times wider
+    quiet = LogisticRegression().fit(X[:, 1:], y)
+    Xe = np.column_stack([X[:, 0] * 10, X[:, 1]])
+    plain = EnsembleDetector({"loud": loud, "quiet": quiet}, [1, 1])
+    scales = real_logit_scales(plain.member_logits(Xe), y)
+    assert set(scales) == {"loud", "quiet"} and all(s > 0 for _, s in scales.values())
+    z = EnsembleDetector({"loud": loud, "quiet": quiet}, [1, 1], scales)
+    logits = plain.member_logits(Xe)
+    expected = np.mean([(logits[m] - c) / s for m, (c, s) in scales.items()], axis=0)
+    np.testing.assert_allclose(z.predict_proba(Xe)[:, 1], 1 / (1 + np.exp(-expected)), rtol=1e-9)
+    # standardised, each member's reals sit at mean 0 and standard deviation 1 whatever its raw scale
+    for m, (c, s) in scales.items():
+        zr = (logits[m][y == 0] - c) / s
+        assert abs(zr.mean()) < 1e-9 and abs(zr.std() - 1) < 1e-9
+    assert z.params()["combine"] == "mean_z" and z.state()["scales"]["loud"] == list(scales["loud"])
+    with pytest.raises(ValueError, match="scales name"):
+        EnsembleDetector({"loud": loud, "quiet": quiet}, [1, 1], {"loud": (0.0, 1.0)})
+    with pytest.raises(ValueError, match="two validation reals"):
+        real_logit_scales(logits, np.ones_like(y))
+
+
+def test_a_mean_z_ensemble_folder_keeps_its_scales(tmp_path, image_folder):
+    from negate.model_folder import load_checked_model
+    from negate.train import train
+
+    metrics = train(_train_cfg(tmp_path, image_folder, ["ensemble.combine=mean_z"]))
+    info = json.loads((Path(metrics["model_dir"]) / "model.json").read_text())
+    scales = info["detector"]["state"]["scales"]
+    assert set(scales) == {"handcrafted", "finetuned_no_aligned"} and info["detector"]["params"]["combine"] == "mean_z"
+    model, _ = load_checked_model(str(metrics["model_dir"]), [])
+    assert model.detector.scales == {m: tuple(v) for m, v in scales.items()}
+    assert model.pipeline["ensemble"]["combine"] == "mean_z"

@@ -129,6 +129,8 @@ def test_fit_writes_weights_that_run_as_an_encoder(tmp_path, manifest):
                 fit_key(train, val, {**TINY, "patches_per_image": 2}, 64_000_000, 0)}) == 5
     # a key added later, at its neutral value, keeps the weights cached before it existed
     assert fit_key(train, val, {**TINY, "patches_per_image": 1}, 64_000_000, 0) == key
+    # and the inference grid, batch size and pooling do not change the weights, so they do not change the key
+    assert fit_key(train, val, {**TINY, "grid": 64, "infer_batch_size": 8, "pool": "mean"}, 64_000_000, 0) == key
 
 
 def test_fit_needs_both_classes(tmp_path, manifest):

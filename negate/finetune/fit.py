@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from negate.data.records import ImageRecord
-from negate.finetune import without_neutral_defaults
+from negate.finetune import fit_relevant
 from negate.finetune.data import DecodedImages, PatchAugment, PatchEvalSet, PatchTrainSet, collate_patches
 from negate.finetune.module import PatchDetector
 
@@ -77,7 +77,7 @@ def fit_key(train: list[ImageRecord], val: list[ImageRecord], cfg, max_pixels: i
         if failed:
             return None
         hashes[name] = [[d, r.label] for d, r in zip(digests, records)]
-    return config_hash({"images": hashes, "finetune": without_neutral_defaults(_plain(cfg)),
+    return config_hash({"images": hashes, "finetune": fit_relevant(_plain(cfg)),
                         "max_pixels": int(max_pixels), "seed": int(seed), "version": FIT_VERSION})
 
 

@@ -19,7 +19,7 @@ from negate.data.index import file_format
 from negate.data.patches import seed_from_key
 from negate.data.records import ImageRecord
 from negate.errors import InputError
-from negate.pipeline import FeatureRunner, load_records
+from negate.pipeline import FeatureRunner, compose_view, load_records
 from negate.plugins import AUGMENTATIONS
 
 log = logging.getLogger(__name__)
@@ -88,22 +88,28 @@ def make_detector(classifier_cfg, names: list[str]):
     return build_detector(classifier_cfg, names)
 
 
-def augmented_rows(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, rows: np.ndarray):
-    """``augment.views`` seeded random views (JPEG, downscale, crop, blur) of the given rows' images.
-
-    Returns ``(X_aug, owner_row, y_aug)``; cached like any view, so sweeps pay for augmentation once.
-    """
+def augmented_views(cfg: DictConfig, runner: FeatureRunner, records: list[ImageRecord], base_view: str = ""):
+    """``augment.views`` seeded random views (JPEG, downscale, crop, blur) of ``records``, each followed by
+    ``base_view``. Returns ``(X_aug, owner)``, ``owner`` indexing ``records``, or None when augmentation is off;
+    cached like any view, so sweeps pay for augmentation once."""
     augmentation = AUGMENTATIONS.build(cfg.augment)
-    if augmentation.views <= 0 or len(rows) == 0:
+    if augmentation.views <= 0 or not records:
         return None
-    recs = [fs.records[i] for i in rows]
-    hashes = runner.hashes(recs)
+    hashes = runner.hashes(records)
     X_parts, owners = [], []
     for v in range(augmentation.views):
         attacks = [augmentation.view(seed_from_key(f"{h}|aug{v}|{cfg.seed}")) for h in hashes]
-        attacks = ["" if a == "none" else a for a in attacks]
-        kept, table = runner.features(recs, attacks)
+        attacks = [compose_view("" if a == "none" else a, base_view) for a in attacks]
+        kept, table = runner.features(records, attacks)
         X_parts.append(table.X)
-        owners.append(rows[kept])
-    owner = np.concatenate(owners)
-    return np.concatenate(X_parts), owner, fs.y[owner]
+        owners.append(np.asarray(kept, dtype=int))
+    return np.concatenate(X_parts), np.concatenate(owners)
+
+
+def augmented_rows(cfg: DictConfig, runner: FeatureRunner, fs: FeatureSet, rows: np.ndarray):
+    """:func:`augmented_views` of the feature set's ``rows``: ``(X_aug, owner_row, y_aug)``."""
+    out = augmented_views(cfg, runner, [fs.records[i] for i in rows])
+    if out is None:
+        return None
+    owner = np.asarray(rows)[out[1]]
+    return out[0], owner, fs.y[owner]

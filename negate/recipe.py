@@ -88,7 +88,7 @@ def _labels(records: list[ImageRecord], kept: list[int]) -> np.ndarray:
 
 def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord], work_dir: str | Path,
                base_view: str = "") -> FittedRecipe:
-    from negate.featureset import make_detector  # late: featureset imports the pipeline
+    from negate.featureset import augmented_views, make_detector  # late: featureset imports the pipeline
 
     if cfg.get("ensemble"):
         from negate.ensemble import fit_ensemble
@@ -111,9 +111,13 @@ def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord]
     if getattr(detector, "params", lambda: {})().get("calibrate_on") == "val":
         X_tr, y_tr = va_table.X, y_va  # only a calibration on held-out scores: training rows are not needed
     else:
+        augmented = augmented_views(cfg, runner, train, base_view)  # of the training images, as negate train does
         train = train + aligned_training_records(cfg, train)
         tr_kept, tr_table = runner.features(train, base_view)
         X_tr, y_tr = tr_table.X, _labels(train, tr_kept)
+        if augmented is not None:
+            X_tr = np.concatenate([X_tr, augmented[0]])
+            y_tr = np.concatenate([y_tr, _labels(train, augmented[1])])
     if len(set(y_tr.tolist())) < 2:
         raise ValueError("the training records hold one class only")
     detector.fit(X_tr, y_tr, va_table.X, y_va)
@@ -130,6 +134,7 @@ def content_baseline_cfg(cfg: DictConfig) -> DictConfig:
     spec = base["cv"]["content_baseline"]
     base["finetune"] = {"name": "none"}
     base["aligned"] = None
+    base["augment"] = {"kind": "none"}
     base.pop("ensemble", None)  # the baseline is one frozen encoder + logreg, whatever the recipe
     base["feature"] = {}
     base["ae"] = {"name": "none"}

@@ -176,3 +176,28 @@ def test_ensemble_recipe_under_the_protocol(tmp_path):
         member_cfg_bad = cfg.copy()
         member_cfg_bad.ensemble.members = ["default"]
         fit_recipe(member_cfg_bad, records[::2], records[1::2], tmp_path / "bad")
+
+
+def test_protocol_fits_train_on_the_augmented_views_like_negate_train(tmp_path):
+    """``augment=robust`` adds seeded random views of the training images to every protocol fit, as ``negate train``
+    does; the content-only baseline never augments."""
+    from negate.featureset import augmented_views
+    from negate.pipeline import FeatureRunner, load_records, pipeline_from_cfg
+    from negate.recipe import content_baseline_cfg, fit_recipe
+
+    manifest, _ = _family_manifest(tmp_path)
+    overrides = ["protocol=cv", "data=manifest", f"data.path={manifest}", f"paths.output_dir={tmp_path}",
+                 "experiment=handcrafted", "patches.size=64", "patches.count=1", "classifier.n_estimators=20",
+                 "augment=robust", "augment.views=1"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=overrides)
+        plain_cfg = compose(config_name="evaluate", overrides=[*overrides[:-2], "augment=none"])
+    records = load_records(cfg.data)[0]
+    train, val = records[::2], records[1::2]
+    X, owner = augmented_views(cfg, FeatureRunner(pipeline_from_cfg(cfg), cfg), train)
+    assert sorted(owner.tolist()) == list(range(len(train))) and X.shape[0] == len(train)
+    assert augmented_views(plain_cfg, FeatureRunner(pipeline_from_cfg(plain_cfg), plain_cfg), train) is None
+    augmented = fit_recipe(cfg, train, val, tmp_path / "aug").score(val)[1]
+    plain = fit_recipe(plain_cfg, train, val, tmp_path / "plain").score(val)[1]
+    assert not np.allclose(augmented, plain)  # the extra rows changed the fit
+    assert content_baseline_cfg(cfg).augment.kind == "none"

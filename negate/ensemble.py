@@ -196,8 +196,8 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     kept, table = runner.features(val, compose_view("", base_view))
     y_val = np.array([val[i].label for i in kept], dtype=int)
     if combine == "mean_z":
-        detector.scales = real_logit_scales(detector.member_logits(table.X), y_val)
-    p_val = detector.predict_proba(table.X)[:, 1]
+        detector.scales = real_logit_scales(detector.member_logits(table.X) if kept else {}, y_val)
+    p_val = detector.predict_proba(table.X)[:, 1] if kept else np.zeros(0)
     fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val)
     fitted.members = members
     return fitted

@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
                         help="eager modules and/or torch.compile (negate.features.compiled), as extract.compile")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--device", default="cpu", help="cuda: the families run on the GPU (patches decoded on the "
+                        "CPU and copied per batch, as extraction does); the in-worker run stays on the CPU")
     args = parser.parse_args(argv)
 
     tuned = False if args.no_malloc_tune else tune_malloc()
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from negate.features import create_feature
     from negate.features.compiled import compile_families
 
+    device = torch.device(args.device)
     rows = select_images(args.data, args.n)
     paths = [str(args.data / r["path"]) for r in rows]
     blobs = [read_file_bytes(p) for p in paths]
@@ -168,20 +171,22 @@ def main(argv: list[str] | None = None) -> int:
         for size, mode in [(size, mode) for size in args.sizes for mode in args.modes]:
             tag = "" if mode == "eager" else " compiled"
             torch._dynamo.reset()  # fresh modules each round: do not let their compiled variants pile up
-            families = {name: create_feature(name).eval() for name in args.families}
+            families = {name: create_feature(name).eval().to(device) for name in args.families}
             if mode == "compiled":
                 families = dict(zip(families, compile_families(list(families.values()))))
             patches = torch.stack([extract_patches(img, size, args.count, args.selection) for img in decoded])
             batches = [patches[i : i + args.batch] for i in range(0, n, args.batch)]
             with torch.inference_mode():  # as the timed runs, or the first of them recompiles
-                seconds = warm_up(families.values(), batches[0].flatten(0, 1).float().div_(255.0))
+                seconds = warm_up(families.values(), batches[0].flatten(0, 1).to(device).float().div_(255.0))
             print(f"# {mode} {size}: warm-up (compile) {seconds:.1f} s", flush=True)
 
             def run(fams, batch_list):
                 for b in batch_list:
-                    x = b.flatten(0, 1).float().div_(255.0)
+                    x = b.flatten(0, 1).to(device).float().div_(255.0)
                     for fam in fams:
                         fam(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
 
             with torch.inference_mode():
                 for name, fam in families.items():
@@ -196,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 record(f"FULL SET{tag} + decode, 1 process", size, threads, best_of(args.repeat, decode_and_run), n)
 
-                if args.workers > 0:
+                if args.workers > 0 and device.type == "cpu":
                     items = [ExtractionItem(p, f"bench{i}|", "") for i, p in enumerate(paths)]
                     module = PatchDataModule(items, PatchConfig(size, args.count, args.selection), batch_size=args.batch,
                                              num_workers=args.workers)

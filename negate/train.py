@@ -272,6 +272,21 @@ def finetune_card(artefacts: dict) -> str:
     return "- " + ", ".join(f"{k}: {meta[k]}" for k in keys if k in meta)
 
 
+# the figures of a recorded fold-protocol row quoted in a model card, in order; a row may lack some (no pairs given)
+_FOLD_FIGURES = (("content_baseline_auroc", "content-only baseline on the same folds"), ("auroc_jpeg75", "after JPEG q75"),
+                 ("auroc_downscale0.5", "after 0.5x downscale"), ("auroc_photo", "photo-content rows"),
+                 ("camera_fpr", "camera-photo FPR at fold thresholds"), ("pairs_auroc", "content-matched pairs AUROC"))
+
+
+def fold_protocol_line(row: dict) -> str:
+    """One model-card line for a recorded fold-protocol row; figures the run did not measure are left out."""
+    figures = [f"{label} {row[key]:.3f}" for key, label in _FOLD_FIGURES if row.get(key) is not None]
+    baseline, rest = (figures[0], figures[1:]) if row.get("content_baseline_auroc") is not None else (None, figures)
+    head = f"AUROC {row['auroc']:.3f}" + (f" ({baseline})" if baseline else "")
+    return (f"- {row['protocol']} on {row['data']}: " + ", ".join([head, *rest])
+            + f"; measured {row['date']} with `{row['command']}`")
+
+
 def measured_protocol(cfg: DictConfig) -> str:
     """The protocol numbers recorded in ``negate/protocol_results.json`` for this exact recipe, if any: the
     family-held-out and the source-grouped fold protocols (each with its content-only baseline) and
@@ -281,15 +296,8 @@ def measured_protocol(cfg: DictConfig) -> str:
         return ""
     results = json.loads(results_file.read_text())
     signature = protocol_signature(cfg)
-    lines = []
-    for fam in (results.get(f"{signature}:families"), results.get(f"{signature}:sources")):
-        if fam:
-            lines.append(f"- {fam['protocol']} on {fam['data']}: AUROC {fam['auroc']:.3f} (content-only baseline on "
-                         f"the same folds {fam['content_baseline_auroc']:.3f}), after JPEG q75 "
-                         f"{fam['auroc_jpeg75']:.3f}, after 0.5x downscale {fam['auroc_downscale0.5']:.3f}, "
-                         f"photo-content rows {fam['auroc_photo']:.3f}, camera-photo FPR at fold thresholds "
-                         f"{fam['camera_fpr']:.3f}, content-matched pairs AUROC {fam['pairs_auroc']:.3f}; measured "
-                         f"{fam['date']} with `{fam['command']}`")
+    lines = [fold_protocol_line(fam) for fam in (results.get(f"{signature}:families"), results.get(f"{signature}:sources"))
+             if fam]
     entry = results.get(signature)
     if entry:
         lines.append(f"- {entry['protocol']} on {entry['data']}: pooled AUROC {entry['auroc']:.3f}, after JPEG q75 "

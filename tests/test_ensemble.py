@@ -137,7 +137,11 @@ def test_the_shipped_model_is_the_protocol_ensemble():
     if not (SHIPPED_MODEL_DIR / "model.json").is_file():
         pytest.skip("no shipped model in this checkout")
     model, members = load_checked_model("shipped", [])
-    assert model.detector.kind == "ensemble" and list(members) == ["default", "finetuned_no_aligned"]
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=ensemble"])
+    assert model.detector.kind == "ensemble" and list(members) == list(cfg.ensemble.members)
+    assert "handcrafted_logreg" in members  # the recipe the protocol tables chose (README, "Choice")
     card = (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
     assert "content-only baseline on the same folds" in card and "their licences" in card
 
@@ -157,6 +161,23 @@ def test_the_shipped_card_quotes_the_recorded_protocol_rows():
     card = (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
     for line in lines:
         assert line in card
+
+
+def test_a_card_line_leaves_out_the_figures_a_protocol_run_did_not_measure():
+    """A row recorded without cv.pairs has pairs_auroc null: the card says nothing of pairs instead of crashing the
+    training run at its very end."""
+    from negate.train import fold_protocol_line
+
+    row = {"protocol": "sources held out in 5 grouped folds", "data": "dev/MANIFEST.tsv", "auroc": 0.7585,
+           "content_baseline_auroc": 0.694, "auroc_jpeg75": 0.748, "auroc_downscale0.5": 0.741, "auroc_photo": 0.728,
+           "camera_fpr": 0.059, "pairs_auroc": 0.6541, "date": "2026-11-30", "command": "negate evaluate x"}
+    assert fold_protocol_line(row) == (
+        "- sources held out in 5 grouped folds on dev/MANIFEST.tsv: AUROC 0.758 (content-only baseline on the same "
+        "folds 0.694), after JPEG q75 0.748, after 0.5x downscale 0.741, photo-content rows 0.728, camera-photo FPR at "
+        "fold thresholds 0.059, content-matched pairs AUROC 0.654; measured 2026-11-30 with `negate evaluate x`")
+    line = fold_protocol_line({**row, "pairs_auroc": None, "content_baseline_auroc": None})
+    assert "pairs" not in line and "baseline" not in line
+    assert line.startswith("- sources held out in 5 grouped folds on dev/MANIFEST.tsv: AUROC 0.758, after JPEG q75 0.748")
 
 
 def test_mean_z_standardises_each_member_by_its_validation_reals():

@@ -112,12 +112,13 @@ def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord]
         X_tr, y_tr = va_table.X, y_va  # only a calibration on held-out scores: training rows are not needed
     else:
         augmented = augmented_views(cfg, runner, train, base_view)  # of the training images, as negate train does
+        if augmented is not None:
+            augmented = augmented[0], _labels(train, augmented[1])
         train = train + aligned_training_records(cfg, train)
         tr_kept, tr_table = runner.features(train, base_view)
         X_tr, y_tr = tr_table.X, _labels(train, tr_kept)
         if augmented is not None:
-            X_tr = np.concatenate([X_tr, augmented[0]])
-            y_tr = np.concatenate([y_tr, _labels(train, augmented[1])])
+            X_tr, y_tr = np.concatenate([X_tr, augmented[0]]), np.concatenate([y_tr, augmented[1]])
     if len(set(y_tr.tolist())) < 2:
         raise ValueError("the training records hold one class only")
     detector.fit(X_tr, y_tr, va_table.X, y_va)

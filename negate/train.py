@@ -272,19 +272,19 @@ def finetune_card(artefacts: dict) -> str:
     return "- " + ", ".join(f"{k}: {meta[k]}" for k in keys if k in meta)
 
 
-# the figures of a recorded fold-protocol row quoted in a model card, in order; a row may lack some (no pairs given)
-_FOLD_FIGURES = (("content_baseline_auroc", "content-only baseline on the same folds"), ("auroc_jpeg75", "after JPEG q75"),
-                 ("auroc_downscale0.5", "after 0.5x downscale"), ("auroc_photo", "photo-content rows"),
-                 ("camera_fpr", "camera-photo FPR at fold thresholds"), ("pairs_auroc", "content-matched pairs AUROC"))
+# the figures of a recorded fold-protocol row quoted after its AUROC, in order; a row may lack some (no pairs given)
+_FOLD_FIGURES = (("auroc_jpeg75", "after JPEG q75"), ("auroc_downscale0.5", "after 0.5x downscale"),
+                 ("auroc_photo", "photo-content rows"), ("camera_fpr", "camera-photo FPR at fold thresholds"),
+                 ("pairs_auroc", "content-matched pairs AUROC"))
 
 
 def fold_protocol_line(row: dict) -> str:
     """One model-card line for a recorded fold-protocol row; figures the run did not measure are left out."""
-    figures = [f"{label} {row[key]:.3f}" for key, label in _FOLD_FIGURES if row.get(key) is not None]
-    baseline, rest = (figures[0], figures[1:]) if row.get("content_baseline_auroc") is not None else (None, figures)
-    head = f"AUROC {row['auroc']:.3f}" + (f" ({baseline})" if baseline else "")
-    return (f"- {row['protocol']} on {row['data']}: " + ", ".join([head, *rest])
-            + f"; measured {row['date']} with `{row['command']}`")
+    head = f"AUROC {row['auroc']:.3f}"
+    if row.get("content_baseline_auroc") is not None:
+        head += f" (content-only baseline on the same folds {row['content_baseline_auroc']:.3f})"
+    figures = [head] + [f"{label} {row[key]:.3f}" for key, label in _FOLD_FIGURES if row.get(key) is not None]
+    return f"- {row['protocol']} on {row['data']}: {', '.join(figures)}; measured {row['date']} with `{row['command']}`"
 
 
 def measured_protocol(cfg: DictConfig) -> str:

@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from negate.data.decode import decode_image, read_file_bytes
 from negate.data.patches import extract_patches
+from negate.finetune.data import to_tensor
 from negate.finetune.fit import finetuned_encoder_cfg
 from negate.models.encoders import create_encoder
 
@@ -31,8 +32,8 @@ POOLS = {
 
 
 def patch_logits(encoder, path: Path, grid: int) -> np.ndarray:
-    img = torch.from_numpy(np.asarray(decode_image(read_file_bytes(str(path))), dtype=np.uint8).copy()).permute(2, 0, 1)
-    patches = extract_patches(img, encoder.input_size[0], grid, "grid").float().div_(255.0)
+    img = to_tensor(np.asarray(decode_image(read_file_bytes(str(path)))))
+    patches = extract_patches(img, encoder.input_size[0], grid, "grid")
     with torch.inference_mode():
         return encoder(patches).squeeze(1).numpy()
 

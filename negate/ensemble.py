@@ -183,7 +183,7 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     """Fit every member on ``train``/``val``; a :class:`~negate.recipe.FittedRecipe` whose runner and detector are
     the ensemble's, threshold chosen on ``val``. ``.members`` keeps the fitted members (for saving)."""
     from negate.protocol import fit_threshold
-    from negate.recipe import FittedRecipe, compose_view, fit_recipe
+    from negate.recipe import FittedRecipe, compose_view, fit_recipe, threshold_view_scores
 
     members = []
     for name in ensemble_members(cfg):
@@ -198,7 +198,8 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     if combine == "mean_z":
         detector.scales = real_logit_scales(detector.member_logits(table.X) if kept else {}, y_val)
     p_val = detector.predict_proba(table.X)[:, 1] if kept else np.zeros(0)
-    fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val)
+    fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val,
+                                                       threshold_view_scores(cfg, runner, detector, val, base_view))
     fitted.members = members
     return fitted
 

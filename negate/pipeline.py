@@ -107,6 +107,8 @@ def protocol_signature(cfg: DictConfig) -> str:
             recipe[key] = OmegaConf.to_container(value, resolve=True)
     if "finetune" in recipe:
         recipe["finetune"] = without_neutral_defaults(recipe["finetune"])
+    if not recipe["threshold"].get("views"):
+        recipe["threshold"].pop("views", None)  # originals only, the rule before views existed: old signatures match
     if "ensemble" in recipe and recipe["ensemble"].get("combine", "mean_logit") == "mean_logit":
         recipe["ensemble"].pop("combine", None)  # the only rule before it was a choice: old signatures still match
     return config_hash(recipe)

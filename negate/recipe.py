@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from negate.data.records import ImageRecord
 from negate.pipeline import FeatureRunner, compose_view, pipeline_from_cfg
-from negate.protocol.thresholds import choose_threshold
+from negate.protocol import fit_threshold
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,18 @@ def _labels(records: list[ImageRecord], kept: list[int]) -> np.ndarray:
     return np.array([records[i].label for i in kept], dtype=int)
 
 
+def threshold_view_scores(cfg: DictConfig, runner, detector, val: list[ImageRecord], base_view: str = "") -> dict:
+    """``{view: (labels, probabilities)}`` of the validation records seen through each of ``threshold.views``."""
+    from negate.protocol import threshold_views
+
+    out = {}
+    for view in threshold_views(cfg):
+        kept, table = runner.features(val, compose_view(view, base_view))
+        if kept:
+            out[view] = (_labels(val, kept), detector.predict_proba(table.X)[:, 1])
+    return out
+
+
 def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord], work_dir: str | Path,
                base_view: str = "") -> FittedRecipe:
     from negate.featureset import augmented_views, make_detector  # late: featureset imports the pipeline
@@ -124,7 +136,7 @@ def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord]
     detector.fit(X_tr, y_tr, va_table.X, y_va)
     p_val = detector.predict_proba(va_table.X)[:, 1]
     recipe.detector = detector
-    recipe.threshold = choose_threshold(y_va, p_val, cfg.threshold.method, cfg.threshold.target_fpr)
+    recipe.threshold, _ = fit_threshold(cfg, y_va, p_val, threshold_view_scores(cfg, runner, detector, val, base_view))
     return recipe
 
 

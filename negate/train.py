@@ -27,7 +27,7 @@ from negate.model_folder import TRAINING_IMAGES, ModelFolderError, new_model_dir
 from negate.paths import CONFIG_DIR, PACKAGE_DIR
 from negate.pipeline import (MODEL_DIR_TOKEN, FeatureRunner, load_records, pipeline_from_cfg, protocol_signature,
                              register_resolvers)
-from negate.protocol import (check_protocol, fit_threshold, holdout_split, robustness_sweep,
+from negate.protocol import (check_protocol, fit_threshold, holdout_split, robustness_sweep, threshold_rule,
                              write_split_report)
 from negate.protocol.loso import loso
 from negate.protocol.thresholds import uncertain_band
@@ -78,7 +78,7 @@ def _finetune_first(cfg: DictConfig, run_dir: Path) -> tuple[dict, FeatureRunner
 
 
 def train(cfg: DictConfig) -> dict:
-    from negate.recipe import finetune_enabled
+    from negate.recipe import finetune_enabled, threshold_view_scores
 
     if check_protocol(cfg) != "holdout":
         raise ValueError("negate train runs protocol=holdout (add eval.loso=true for leave-one-source-out CV); "
@@ -121,7 +121,8 @@ def train(cfg: DictConfig) -> dict:
     detector.fit(X_tr, y_tr, fs.X[va], y[va])
     p_val = detector.predict_proba(fs.X[va])[:, 1]
     p_test = detector.predict_proba(fs.X[te])[:, 1]
-    threshold, band = fit_threshold(cfg, y[va], p_val)
+    threshold, band = fit_threshold(cfg, y[va], p_val,
+                                    threshold_view_scores(cfg, runner, detector, [fs.records[i] for i in va]))
 
     test_records = [fs.records[i] for i in te]
     robustness = robustness_sweep(runner, detector, test_records, y[te]) if cfg.eval.robustness and len(te) else None
@@ -143,7 +144,7 @@ def train(cfg: DictConfig) -> dict:
         "data": f"{cfg.data.kind} {cfg.data.path} ({len(fs.records)} images, {int(y.sum())} synthetic; "
                 f"{len(fs.skipped)} skipped); normalisation: {pipeline['reencode'] or 'none'}",
         "split": f"group_by={cfg.split.group_by}, val={cfg.split.val_fraction}, test={cfg.split.test_fraction}, seed={cfg.seed}",
-        "threshold_rule": f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split",
+        "threshold_rule": threshold_rule(cfg),
         "sections": {},
     }
     trained_on = [fs.records[i] for i in np.r_[tr, va]]
@@ -234,7 +235,7 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> dict:
         "data": f"{cfg.data.kind} {cfg.data.path} ({len(records)} images, {sum(r.label for r in records)} synthetic; "
                 f"{len(skipped)} skipped)",
         "split": f"group_by={cfg.split.group_by}, val={cfg.split.val_fraction}, test={cfg.split.test_fraction}, seed={cfg.seed}",
-        "threshold_rule": f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split",
+        "threshold_rule": threshold_rule(cfg),
         "sections": {"Ensemble": f"{', '.join(members)}: mean of the members' logits (equal weights), each member a "
                                  "complete model folder below (`member_<name>/`)",
                      "Training data": licence_line(tr + va)},
@@ -275,6 +276,7 @@ def finetune_card(artefacts: dict) -> str:
 # the figures of a recorded fold-protocol row quoted after its AUROC, in order; a row may lack some (no pairs given)
 _FOLD_FIGURES = (("auroc_jpeg75", "after JPEG q75"), ("auroc_downscale0.5", "after 0.5x downscale"),
                  ("auroc_photo", "photo-content rows"), ("camera_fpr", "camera-photo FPR at fold thresholds"),
+                 ("camera_fpr_jpeg75", "the same after JPEG q75"), ("camera_fpr_downscale0.5", "after 0.5x downscale"),
                  ("pairs_auroc", "content-matched pairs AUROC"))
 
 

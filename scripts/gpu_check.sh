@@ -5,7 +5,8 @@
 #
 # Steps (each under its own time limit; the pass goes on after a failure and skips what the budget no longer fits):
 #   infer_gpu / infer_cpu  the shipped model over negate/sample_data on the GPU and on the CPU; parity compares them
-#   train_ensemble_gpu     negate train experiment=ensemble trainer=gpu (frozen extraction + bf16 fine-tuning)
+#   train_ensemble_gpu     negate train experiment=ensemble trainer=gpu (frozen extraction + bf16 fine-tuning,
+#                          finetune.num_workers=auto)
 #   train_aligned_gpu      negate train experiment=finetuned: TAEF2 reconstructions made on the GPU
 #                          (needs NEGATE_TAEF2_DIR or shared/models/taef2), then infer with that model
 #   bench_*                scripts/bench_finetune.py, bench_features.py --device cuda, bench_encoders.py --device cuda
@@ -57,6 +58,7 @@ sys.exit(1 if max(diff) > 1e-2 else 0)
 EOF
 
 step train_ensemble_gpu 200 $PY -m negate.train experiment=ensemble trainer=gpu model_name=gpu_ensemble \
+    'ensemble.overrides.finetuned_no_aligned=["finetune.patches_per_image=4","finetune.max_epochs=6","finetune.patience=2","finetune.num_workers=auto"]' \
     paths.output_dir="$WORK/out_train_ensemble"
 step infer_trained_ensemble 90 "${INFER[@]}" ckpt="$NEGATE_HOME/models/gpu_ensemble" trainer=gpu output_file="$WORK/ens.csv" \
     paths.output_dir="$WORK/out_trained_ensemble"

@@ -33,6 +33,8 @@ def record_families(run_dir: Path, cfg, overrides) -> tuple[str, dict]:
         "auroc_downscale0.5": r.get("auroc_downscale0.5"), "tpr_at_5fpr": r["overall"].get("tpr_at_5fpr"),
         "auroc_photo": r["auroc_photo_content"], "camera_fpr": r["camera_fpr"],
         "content_baseline_auroc": b.get("overall", {}).get("auroc"),
+        "camera_fpr_jpeg75": r.get("at_fold_thresholds_jpeg75", {}).get("camera_fpr"),
+        "camera_fpr_downscale0.5": r.get("at_fold_thresholds_downscale0.5", {}).get("camera_fpr"),
         "recon_pairs_auroc": r.get("recon_pairs", {}).get("auroc"), "pairs_auroc": r.get("pairs", {}).get("auroc_fold_ensemble"),
         "date": date.today().isoformat(),
         "command": "negate evaluate " + " ".join(o for o in overrides if not o.startswith(("data.path=", "cv.pairs=",

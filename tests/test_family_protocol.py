@@ -107,6 +107,27 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
     assert saved["recipe"]["camera_n"] > 0
     header = (tmp_path / "run" / "families" / "predictions.csv").read_text().splitlines()[0]
     assert "recipe:jpeg75" in header and "content_baseline:original" in header
+    # the operating point after each perturbation: camera photos flagged at the fold thresholds, as predictions.csv says
+    import csv
+
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "families" / "predictions.csv"))
+            if r["recipe:original"] != "nan" and r["label"] == "0"]
+    for view in ("jpeg75", "downscale0.5"):
+        flagged = [float(r[f"recipe:{view}"]) >= float(r["threshold"]) for r in rows]
+        assert saved["recipe"][f"at_fold_thresholds_{view}"]["camera_fpr"] == pytest.approx(np.mean(flagged))
+        assert f"camera FPR {view}" in report
+    assert "at_fold_thresholds_jpeg75" not in saved["content_baseline"]
+
+
+def test_rates_at_fold_thresholds_count_each_row_against_its_own_fold_threshold():
+    from negate.protocol.families import _rates_at_thresholds
+
+    prob = np.array([0.6, 0.4, 0.9, np.nan, 0.7, 0.2])
+    threshold = np.array([0.5, 0.5, 0.95, 0.5, 0.6, 0.6])  # rows 0-3 one fold, 4-5 another
+    y = np.array([0, 0, 0, 0, 1, 1])
+    camera = np.array([True, True, False, True, False, False])
+    rates = _rates_at_thresholds(prob, threshold, y, camera)
+    assert rates == {"camera_fpr": 0.5, "fpr": pytest.approx(1 / 3), "tpr": 0.5}  # the NaN row is not scored
 
 
 def test_source_folds_refit_the_recipe_over_all_eras(tmp_path):
@@ -201,3 +222,65 @@ def test_protocol_fits_train_on_the_augmented_views_like_negate_train(tmp_path):
     plain = fit_recipe(plain_cfg, train, val, tmp_path / "plain").score(val)[1]
     assert not np.allclose(augmented, plain)  # the extra rows changed the fit
     assert content_baseline_cfg(cfg).augment.kind == "none"
+
+
+def test_threshold_views_hold_the_false_positive_rule_on_every_view(tmp_path):
+    """``threshold.views``: the threshold also meets target_fpr on the validation split seen through each view (a
+    re-saved or downscaled real photo), so it is the highest of the per-view thresholds; [] keeps the old rule and
+    the old protocol signature."""
+    from negate.pipeline import FeatureRunner, compose_view, load_records, pipeline_from_cfg, protocol_signature
+    from negate.protocol.thresholds import choose_threshold
+    from negate.recipe import fit_recipe
+
+    manifest, _ = _family_manifest(tmp_path)
+    overrides = ["protocol=cv", "data=manifest", f"data.path={manifest}", f"paths.output_dir={tmp_path}",
+                 "feature=[spectral]", "encoder=none", "classifier=logreg", "classifier.C=1", "patches.size=64",
+                 "patches.count=1", "data.reencode=none", "threshold.target_fpr=0.1"]
+    views = ["jpeg:75", "downscale:0.5"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        plain_cfg = compose(config_name="evaluate", overrides=overrides)
+        cfg = compose(config_name="evaluate", overrides=[*overrides, f"threshold.views=[{','.join(views)}]"])
+    assert protocol_signature(plain_cfg) != protocol_signature(cfg)
+    records = load_records(cfg.data)[0]
+    train, val = records[::2], records[1::2]
+    plain = fit_recipe(plain_cfg, train, val, tmp_path / "plain")
+    robust = fit_recipe(cfg, train, val, tmp_path / "views")
+    runner = FeatureRunner(pipeline_from_cfg(cfg), cfg)
+    per_view = []
+    for view in ["", *views]:
+        kept, table = runner.features(val, compose_view(view, ""))
+        y = np.array([val[i].label for i in kept])
+        p = robust.detector.predict_proba(table.X)[:, 1]
+        per_view.append(choose_threshold(y, p, "fpr", 0.1))
+        assert (p[y == 0] >= robust.threshold).mean() <= 0.1  # the rule holds in every view
+    assert robust.threshold == pytest.approx(max(per_view))
+    assert plain.threshold == pytest.approx(per_view[0])  # same fit; only the threshold rule differs
+
+
+def test_a_view_whose_reals_score_higher_raises_the_threshold():
+    from negate.protocol import fit_threshold
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=["threshold.target_fpr=0.1", "threshold.uncertain_margin=0.05"])
+    y = np.r_[np.zeros(20), np.ones(20)].astype(int)
+    p = np.r_[np.linspace(0.0, 0.5, 20), np.linspace(0.6, 1.0, 20)]
+    alone, _ = fit_threshold(cfg, y, p)
+    downscaled = np.r_[np.linspace(0.2, 0.8, 20), np.linspace(0.7, 1.0, 20)]  # its reals drift up
+    both, band = fit_threshold(cfg, y, p, {"downscale:0.5": (y, downscaled)})
+    assert alone <= 0.6 < both and (downscaled[y == 0] >= both).mean() <= 0.1 and (p[y == 0] >= both).mean() == 0
+    assert band[0] < both < band[1]
+
+
+@pytest.mark.parametrize("threshold", [0.02, 0.3, 0.5, 0.75, 0.95, 0.999])
+def test_the_uncertain_band_is_as_wide_in_logit_space_wherever_the_threshold_lies(threshold):
+    """A band of +-0.1 in probability would reach 1.0 from a threshold of 0.9 and leave no probability for
+    "synthetic"; in logit space it keeps both verdicts reachable."""
+    from negate.protocol.thresholds import uncertain_band
+
+    lo, hi = uncertain_band(threshold, 0.1)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert 0 < lo < threshold < hi < 1
+    assert logit(hi) - logit(threshold) == pytest.approx(logit(threshold) - logit(lo)) == pytest.approx(logit(0.6))
+    if threshold == 0.5:
+        assert (lo, hi) == pytest.approx((0.4, 0.6))
+    assert uncertain_band(threshold, 0) == (threshold, threshold)

@@ -175,3 +175,17 @@ def test_train_finetuned_then_infer_through_the_model_folder(tmp_path, image_fol
         fh.write(b"\0\0\0\1")
     with pytest.raises(ModelFolderError, match="detector.safetensors"):
         load_checked_model(str(folder), [])
+
+
+def test_loader_workers_auto_follows_the_machine(monkeypatch):
+    import negate.finetune.fit as fit
+
+    assert fit.loader_workers(3) == 3 and fit.loader_workers("2", "gpu") == 2
+    monkeypatch.setattr(fit.torch.cuda, "device_count", lambda: 0)
+    assert fit.loader_workers("auto") == 1  # CPU: the training process needs the other cores
+    monkeypatch.setattr(fit.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(fit.os, "cpu_count", lambda: 16)
+    assert fit.loader_workers("auto") == 7 and fit.loader_workers("auto", "cpu") == 1
+    monkeypatch.setattr(fit.torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(fit.os, "cpu_count", lambda: 64)
+    assert fit.loader_workers("AUTO", "cuda") == 8

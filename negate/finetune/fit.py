@@ -65,6 +65,17 @@ def _trainer_kwargs(cfg: dict) -> dict:
             "precision": precision}
 
 
+def loader_workers(value, accelerator: str = "auto") -> int:
+    """``finetune.num_workers``: a count, or ``auto``: 1 on the CPU (the training process needs the other cores),
+    on a GPU machine the CPU cores per visible GPU less one (at most 8), so that decoding and augmentation keep up."""
+    if str(value).lower() != "auto":
+        return int(value)
+    gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
+    if gpus == 0:
+        return 1
+    return max(1, min(8, (os.cpu_count() or 2) // gpus - 1))
+
+
 def fit_key(train: list[ImageRecord], val: list[ImageRecord], cfg, max_pixels: int, seed: int) -> str | None:
     """What the fitted weights depend on: the training and validation images (content hashes, labels, order), the
     ``finetune`` config, the seed and the code version. None when an image cannot be read (then nothing is cached)."""
@@ -130,7 +141,7 @@ def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed:
     log.info("fine-tuning %s on %d images x %d patches per epoch (%d aligned pairs), validating on %d; decoded in "
              "%.1f s", cfg.get("encoder"), len(train_images), train_set.patches_per_image, train_set.n_pairs,
              len(val_set), time.perf_counter() - started)
-    workers = int(cfg.get("num_workers", 1))
+    workers = loader_workers(cfg.get("num_workers", 1), _trainer_kwargs(cfg)["accelerator"])
     loader_args = {"num_workers": workers, "persistent_workers": workers > 0, "collate_fn": collate_patches}
     batch = int(cfg.get("batch_size", 32))
     train_loader = DataLoader(train_set, batch_size=batch, shuffle=True, drop_last=len(train_set) > batch,

@@ -3,7 +3,8 @@
 1. Held-out split (:mod:`.split`, ``split.*``): train / val / test, stratified by label, seeded; with
    ``split.group_by=source`` every source sits in one split, so test images come from sources training never saw.
 2. Threshold (:mod:`.thresholds`, ``threshold.*``): chosen on validation predictions only, the lowest one whose FPR on
-   validation reals is at most ``target_fpr``; ``uncertain_margin`` around it is the uncertain band.
+   validation reals is at most ``target_fpr``, also on the validation split seen through each of ``threshold.views``
+   (re-saved, downscaled); ``uncertain_margin`` around it (in logit space) is the uncertain band.
 3. Report (:func:`write_split_report`, rendered by :mod:`negate.evaluation.report`, ``eval.*``): the test split is
    scored once: metrics with bootstrap CIs, per generator / source / format, camera-photo FPR, robustness views.
 4. Cross-validation (``protocol=cv``, ``cv.*``): leave-one-source/generator-out (:mod:`.loso`; in ``train`` with
@@ -39,11 +40,27 @@ def holdout_split(cfg: DictConfig, records) -> dict[str, np.ndarray]:
     return split_indices([r.label for r in records], groups, cfg.split.val_fraction, cfg.split.test_fraction, cfg.seed)
 
 
-def fit_threshold(cfg: DictConfig, y_val, p_val) -> tuple[float, tuple[float, float]]:
-    """The decision threshold from validation labels and probabilities, and its uncertain band (``threshold.*``)."""
+def threshold_views(cfg: DictConfig) -> list[str]:
+    """``threshold.views``: the views of the validation split that must meet the threshold rule too."""
+    return [str(v) for v in (cfg.threshold.get("views") or [])]
+
+
+def threshold_rule(cfg: DictConfig) -> str:
+    """The threshold rule in words, for model cards."""
+    views = threshold_views(cfg)
+    seen = f", also seen through {', '.join(views)}" if views else ""
+    return f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split{seen}"
+
+
+def fit_threshold(cfg: DictConfig, y_val, p_val, view_scores: dict | None = None) -> tuple[float, tuple[float, float]]:
+    """The decision threshold from validation labels and probabilities, and its uncertain band (``threshold.*``).
+    ``view_scores`` (``{view: (y, p)}``, the validation split seen through each of ``threshold.views``): the
+    threshold is the highest of those chosen on the originals and on each view."""
     from negate.protocol.thresholds import choose_threshold, uncertain_band
 
-    threshold = choose_threshold(y_val, p_val, cfg.threshold.method, cfg.threshold.target_fpr)
+    rule = (cfg.threshold.method, cfg.threshold.target_fpr)
+    threshold = max([choose_threshold(y_val, p_val, *rule)] +
+                    [choose_threshold(y, p, *rule) for y, p in (view_scores or {}).values()])
     return threshold, uncertain_band(threshold, cfg.threshold.uncertain_margin)
 
 

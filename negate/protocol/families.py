@@ -11,7 +11,8 @@ grouped split (by source) gives the validation records for early stopping and th
 touch nothing but scoring.
 
 Per recipe, pooled over folds: AUROC, AP, TPR at 1 % / 5 % FPR, the same after JPEG q75 and 0.5x downscaling,
-detection per held-out family and camera-photo FPR at each fold's threshold, the photo-like fakes (``content=photo``) against all reals apart, and
+detection per held-out family and camera-photo FPR at each fold's threshold (also after each perturbation: the
+operating point must survive JPEG re-saving and downscaling of real photos), the photo-like fakes (``content=photo``) against all reals apart, and
 content-matched pairs: each test real beside its aligned reconstruction (when the recipe's aligned cache has it)
 and an external pairs manifest (``cv.pairs``: an AI edit beside its input photo). Beside every number, the
 content-only baseline (:func:`negate.recipe.content_baseline_cfg`) scored on the same folds.
@@ -145,6 +146,16 @@ def _score_fold(pooled: _Pooled, recipe, records, test, views, recon_crops, pair
     pooled.folds.append({**fold_info, "threshold": float(recipe.threshold)})
 
 
+def _rates_at_thresholds(prob: np.ndarray, threshold: np.ndarray, y: np.ndarray, is_camera: np.ndarray) -> dict:
+    """Camera-photo FPR, FPR on all reals and TPR of one perturbed view at each fold's threshold (chosen on the
+    unperturbed validation split): whether the operating point survives what happens to shared photos."""
+    ok = ~np.isnan(prob)
+    flagged = prob >= threshold
+    cam, real, fake = ok & is_camera, ok & (y == 0), ok & (y == 1)
+    rate = lambda m: float(flagged[m].mean()) if m.any() else float("nan")  # noqa: E731
+    return {"camera_fpr": rate(cam), "fpr": rate(real), "tpr": rate(fake)}
+
+
 def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, views) -> dict:
     p = pooled.prob["original"]
     ok = ~np.isnan(p)
@@ -153,6 +164,7 @@ def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, vi
     for name in views:
         if name != "original":
             out[f"auroc_{name}"] = _auroc(y, pooled.prob[name])
+            out[f"at_fold_thresholds_{name}"] = _rates_at_thresholds(pooled.prob[name], pooled.threshold, y, is_camera)
     photo = ok & (is_photo | (y == 0))
     out["auroc_photo_content"] = _auroc(y[photo], p[photo])
     real = ok & (y == 0)
@@ -258,6 +270,9 @@ def headline(results: dict) -> dict:
     row = {"auroc": r["overall"]["auroc"], "auroc_jpeg75": r.get("auroc_jpeg75"),
            "auroc_downscale0.5": r.get("auroc_downscale0.5"), "tpr@5%fpr": r["overall"].get("tpr_at_5fpr"), "auroc_photo": r["auroc_photo_content"],
            "camera_fpr": r["camera_fpr"], "content_baseline_auroc": b.get("overall", {}).get("auroc")}
+    for name in VIEWS:
+        if f"at_fold_thresholds_{name}" in r:
+            row[f"camera_fpr_{name}"] = r[f"at_fold_thresholds_{name}"]["camera_fpr"]
     if "recon_pairs" in r:
         row["recon_pairs_auroc"] = r["recon_pairs"]["auroc"]
     if "pairs" in r:
@@ -298,6 +313,8 @@ def render_report(results: dict) -> str:
                      "AUROC 0.5x": r.get("auroc_downscale0.5"), "AUROC photo-content": r["auroc_photo_content"],
                      "camera FPR": r["camera_fpr"], "FPR (fold thr.)": r["fpr_at_fold_thresholds"],
                      "TPR (fold thr.)": r["tpr_at_fold_thresholds"],
+                     **{f"camera FPR {v}": r[f"at_fold_thresholds_{v}"]["camera_fpr"]
+                        for v in VIEWS if f"at_fold_thresholds_{v}" in r},
                      "recon pairs AUROC": r.get("recon_pairs", {}).get("auroc"),
                      "pairs AUROC": r.get("pairs", {}).get("auroc_fold_ensemble")})
     lines += [markdown_table(rows, list(rows[0])), "", "## Detection per held-out family (fold thresholds)", ""]

@@ -2,7 +2,7 @@
 
 ``fpr``: the lowest threshold whose false-positive rate on validation reals is at most ``target_fpr`` — flagging a
 real photo as synthetic is the costly error, so it is bounded first. ``youden``: maximises TPR - FPR. ``fixed``: 0.5.
-The uncertain band is ``[t - margin, t + margin)``, clipped to [0, 1].
+The uncertain band is ``margin`` either side of ``t`` when ``t`` is 0.5, and as wide in logit space elsewhere.
 """
 
 from __future__ import annotations
@@ -28,4 +28,14 @@ def choose_threshold(y_val, p_val, method: str = "fpr", target_fpr: float = 0.05
 
 
 def uncertain_band(threshold: float, margin: float) -> tuple[float, float]:
-    return max(0.0, threshold - margin), min(1.0, threshold + margin)
+    """The uncertain band around ``threshold``: ``margin`` is its half-width in probability at a threshold of 0.5, and
+    the band keeps that width in logit space (``logit(0.5 + margin)`` either side), so a threshold near 0 or 1 gets a
+    band that narrows with it instead of one that reaches 1 and leaves no probability for "synthetic"."""
+    if margin <= 0:
+        return threshold, threshold
+    if margin >= 0.5:
+        return 0.0, 1.0
+    t = min(max(threshold, 1e-6), 1 - 1e-6)
+    half = np.log((0.5 + margin) / (0.5 - margin))
+    centre = np.log(t / (1 - t))
+    return float(1 / (1 + np.exp(-(centre - half)))), float(1 / (1 + np.exp(-(centre + half))))

@@ -163,8 +163,10 @@ def summary(rows: list[dict], model: LoadedModel, skipped_csv: Path, min_side: i
     lines = [f"{scored} scored ({', '.join(f'{counts[v]} {v}' for v in VERDICTS)}), {counts['error']} skipped"
              + (f": see {skipped_csv}" if counts["error"] else "")]
     lo, hi = model.uncertain
-    lines.append(f"model {model.folder}: synthetic when p >= {model.threshold:.3f}; uncertain when p is in "
-                 f"[{lo:.3f}, {hi:.3f}) or the image is under {min_side} px on its shorter side")
+    synthetic_from, human_below = max(hi, model.threshold), min(lo, model.threshold)
+    lines.append(f"model {model.folder}: threshold {model.threshold:.3f}; synthetic when p >= {synthetic_from:.3f}, "
+                 f"human when p < {human_below:.3f}, uncertain in between or when the image is under {min_side} px "
+                 "on its shorter side")
     return "\n".join(lines)
 
 

@@ -255,6 +255,16 @@ def test_infer_several_paths_from_another_directory_to_stdout(world):
     assert (f"{len(files)} scored ({counts['synthetic']} synthetic, {counts['human']} human, "
             f"{counts['uncertain']} uncertain), 1 skipped: see ") in err
     assert "skipped.csv" in err and "Traceback" not in err
+    # the summary states the bounds the verdicts were given by
+    import re
+
+    synthetic_from, human_below = map(float, re.search(r"synthetic when p >= ([\d.]+), human when p < ([\d.]+)",
+                                                       err).groups())
+    for r in rows:
+        if r["verdict"] == "synthetic":
+            assert float(r["prob_synthetic"]) >= synthetic_from - 5e-4
+        elif r["verdict"] == "human":
+            assert float(r["prob_synthetic"]) < human_below + 5e-4
     assert "[INFO] - extracting" in err and "Predicting" in err
     (run_dir,) = (work / "outputs" / "runs" / "infer").glob("*/skipped.csv")
     assert csv_rows(run_dir.read_text()) == [{"path": str(photos / "missing.jpg"), "reason": "no such file or folder"}]

@@ -148,7 +148,7 @@ def _score_fold(pooled: _Pooled, recipe, records, test, views, recon_crops, pair
 
 def _rates_at_thresholds(prob: np.ndarray, threshold: np.ndarray, y: np.ndarray, is_camera: np.ndarray) -> dict:
     """Camera-photo FPR, FPR on all reals and TPR of one perturbed view at each fold's threshold (chosen on the
-    unperturbed validation split): whether the operating point survives what happens to shared photos."""
+    fold's validation split): whether the operating point survives what happens to shared photos."""
     ok = ~np.isnan(prob)
     flagged = prob >= threshold
     cam, real, fake = ok & is_camera, ok & (y == 0), ok & (y == 1)

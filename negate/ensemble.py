@@ -198,8 +198,7 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     if combine == "mean_z":
         detector.scales = real_logit_scales(detector.member_logits(table.X) if kept else {}, y_val)
     p_val = detector.predict_proba(table.X)[:, 1] if kept else np.zeros(0)
-    fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val,
-                                                       threshold_view_scores(cfg, runner, detector, val, base_view))
+    fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val, threshold_view_scores(cfg, fitted, val))
     fitted.members = members
     return fitted
 

@@ -86,16 +86,12 @@ def _labels(records: list[ImageRecord], kept: list[int]) -> np.ndarray:
     return np.array([records[i].label for i in kept], dtype=int)
 
 
-def threshold_view_scores(cfg: DictConfig, runner, detector, val: list[ImageRecord], base_view: str = "") -> dict:
+def threshold_view_scores(cfg: DictConfig, recipe: "FittedRecipe", val: list[ImageRecord]) -> dict:
     """``{view: (labels, probabilities)}`` of the validation records seen through each of ``threshold.views``."""
     from negate.protocol import threshold_views
 
-    out = {}
-    for view in threshold_views(cfg):
-        kept, table = runner.features(val, compose_view(view, base_view))
-        if kept:
-            out[view] = (_labels(val, kept), detector.predict_proba(table.X)[:, 1])
-    return out
+    scored = {view: recipe.score(val, view) for view in threshold_views(cfg)}
+    return {view: (_labels(val, kept), prob) for view, (kept, prob) in scored.items() if kept}
 
 
 def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord], work_dir: str | Path,
@@ -136,7 +132,7 @@ def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord]
     detector.fit(X_tr, y_tr, va_table.X, y_va)
     p_val = detector.predict_proba(va_table.X)[:, 1]
     recipe.detector = detector
-    recipe.threshold, _ = fit_threshold(cfg, y_va, p_val, threshold_view_scores(cfg, runner, detector, val, base_view))
+    recipe.threshold, _ = fit_threshold(cfg, y_va, p_val, threshold_view_scores(cfg, recipe, val))
     return recipe
 
 

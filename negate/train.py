@@ -78,7 +78,7 @@ def _finetune_first(cfg: DictConfig, run_dir: Path) -> tuple[dict, FeatureRunner
 
 
 def train(cfg: DictConfig) -> dict:
-    from negate.recipe import finetune_enabled, threshold_view_scores
+    from negate.recipe import FittedRecipe, finetune_enabled, threshold_view_scores
 
     if check_protocol(cfg) != "holdout":
         raise ValueError("negate train runs protocol=holdout (add eval.loso=true for leave-one-source-out CV); "
@@ -121,8 +121,8 @@ def train(cfg: DictConfig) -> dict:
     detector.fit(X_tr, y_tr, fs.X[va], y[va])
     p_val = detector.predict_proba(fs.X[va])[:, 1]
     p_test = detector.predict_proba(fs.X[te])[:, 1]
-    threshold, band = fit_threshold(cfg, y[va], p_val,
-                                    threshold_view_scores(cfg, runner, detector, [fs.records[i] for i in va]))
+    fitted = FittedRecipe(runner, detector, 0.5, pipeline)
+    threshold, band = fit_threshold(cfg, y[va], p_val, threshold_view_scores(cfg, fitted, [fs.records[i] for i in va]))
 
     test_records = [fs.records[i] for i in te]
     robustness = robustness_sweep(runner, detector, test_records, y[te]) if cfg.eval.robustness and len(te) else None

@@ -160,6 +160,7 @@ def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, vi
     p = pooled.prob["original"]
     ok = ~np.isnan(p)
     flagged = p >= pooled.threshold
+    rates = _rates_at_thresholds(p, pooled.threshold, y, is_camera)
     out = {"overall": binary_metrics(y[ok], p[ok]), "n_scored": int(ok.sum())}
     for name in views:
         if name != "original":
@@ -167,13 +168,10 @@ def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, vi
             out[f"at_fold_thresholds_{name}"] = _rates_at_thresholds(pooled.prob[name], pooled.threshold, y, is_camera)
     photo = ok & (is_photo | (y == 0))
     out["auroc_photo_content"] = _auroc(y[photo], p[photo])
-    real = ok & (y == 0)
-    out["fpr_at_fold_thresholds"] = float(flagged[real].mean()) if real.any() else float("nan")
-    cam = ok & is_camera
-    out["camera_fpr"] = float(flagged[cam].mean()) if cam.any() else float("nan")
-    out["camera_n"] = int(cam.sum())
+    out["fpr_at_fold_thresholds"], out["camera_fpr"] = rates["fpr"], rates["camera_fpr"]
+    out["camera_n"] = int((ok & is_camera).sum())
+    out["tpr_at_fold_thresholds"] = rates["tpr"]
     fake = ok & (y == 1)
-    out["tpr_at_fold_thresholds"] = float(flagged[fake].mean()) if fake.any() else float("nan")
     per_family = defaultdict(list)
     for i in np.flatnonzero(fake):
         per_family[_field(records[i], "family")].append(bool(flagged[i]))

@@ -35,7 +35,7 @@ def uncertain_band(threshold: float, margin: float) -> tuple[float, float]:
         return threshold, threshold
     if margin >= 0.5:
         return 0.0, 1.0
-    t = min(max(threshold, 1e-6), 1 - 1e-6)
-    half = np.log((0.5 + margin) / (0.5 - margin))
-    centre = np.log(t / (1 - t))
-    return float(1 / (1 + np.exp(-(centre - half)))), float(1 / (1 + np.exp(-(centre + half))))
+    from scipy.special import expit, logit
+
+    centre, half = logit(min(max(threshold, 1e-6), 1 - 1e-6)), logit(0.5 + margin)
+    return float(expit(centre - half)), float(expit(centre + half))

@@ -105,6 +105,9 @@ def protocol_signature(cfg: DictConfig) -> str:
         value = cfg.get(key)
         if value and value.get("name", "on") != "none":
             recipe[key] = OmegaConf.to_container(value, resolve=True)
+    share = float((cfg.get("format_match") or {}).get("share") or 0.0)
+    if share > 0.0:  # only when on, like the blocks above
+        recipe["format_match"] = {"share": share}
     if "finetune" in recipe:
         recipe["finetune"] = without_neutral_defaults(recipe["finetune"])
     if not recipe["threshold"].get("views"):

@@ -94,14 +94,43 @@ def threshold_view_scores(cfg: DictConfig, recipe: "FittedRecipe", val: list[Ima
     return {view: (_labels(val, kept), prob) for view, (kept, prob) in scored.items() if kept}
 
 
+def format_matched_training(cfg: DictConfig, train: list[ImageRecord]) -> list[ImageRecord]:
+    """``format_match.share``: the training fakes re-saved like training reals (:mod:`negate.data.format_match`)."""
+    share = float((cfg.get("format_match") or {}).get("share") or 0.0)
+    if share <= 0.0:
+        return train
+    from negate.data.format_match import format_matched
+
+    return format_matched(train, share, cfg.paths.cache_dir, seed=int(cfg.seed),
+                          max_pixels=int(cfg.data.get("max_pixels", 64_000_000)))
+
+
+def training_rows(cfg: DictConfig, runner: FeatureRunner, train: list[ImageRecord],
+                  base_view: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's training rows: the features of ``train`` (already format-matched), of the aligned
+    reconstructions of its reals and of its ``augment`` views, with their labels."""
+    from negate.featureset import augmented_views  # late: featureset imports the pipeline
+
+    augmented = augmented_views(cfg, runner, train, base_view)
+    if augmented is not None:
+        augmented = augmented[0], _labels(train, augmented[1])
+    train = train + aligned_training_records(cfg, train)
+    kept, table = runner.features(train, base_view)
+    X_tr, y_tr = table.X, _labels(train, kept)
+    if augmented is not None:
+        X_tr, y_tr = np.concatenate([X_tr, augmented[0]]), np.concatenate([y_tr, augmented[1]])
+    return X_tr, y_tr
+
+
 def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord], work_dir: str | Path,
                base_view: str = "") -> FittedRecipe:
-    from negate.featureset import augmented_views, make_detector  # late: featureset imports the pipeline
+    from negate.featureset import make_detector  # late: featureset imports the pipeline
 
     if cfg.get("ensemble"):
         from negate.ensemble import fit_ensemble
 
         return fit_ensemble(cfg, train, val, work_dir, base_view)
+    train = format_matched_training(cfg, train)
     if finetune_enabled(cfg):
         from negate.finetune.fit import fit_detector
 
@@ -119,14 +148,7 @@ def fit_recipe(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecord]
     if getattr(detector, "params", lambda: {})().get("calibrate_on") == "val":
         X_tr, y_tr = va_table.X, y_va  # only a calibration on held-out scores: training rows are not needed
     else:
-        augmented = augmented_views(cfg, runner, train, base_view)  # of the training images, as negate train does
-        if augmented is not None:
-            augmented = augmented[0], _labels(train, augmented[1])
-        train = train + aligned_training_records(cfg, train)
-        tr_kept, tr_table = runner.features(train, base_view)
-        X_tr, y_tr = tr_table.X, _labels(train, tr_kept)
-        if augmented is not None:
-            X_tr, y_tr = np.concatenate([X_tr, augmented[0]]), np.concatenate([y_tr, augmented[1]])
+        X_tr, y_tr = training_rows(cfg, runner, train, base_view)
     if len(set(y_tr.tolist())) < 2:
         raise ValueError("the training records hold one class only")
     detector.fit(X_tr, y_tr, va_table.X, y_va)
@@ -144,6 +166,7 @@ def content_baseline_cfg(cfg: DictConfig) -> DictConfig:
     base["finetune"] = {"name": "none"}
     base["aligned"] = None
     base["augment"] = {"kind": "none"}
+    base["format_match"] = {"share": 0.0}  # the same baseline whatever the recipe's training rows
     base.pop("ensemble", None)  # the baseline is one frozen encoder + logreg, whatever the recipe
     base["feature"] = {}
     base["ae"] = {"name": "none"}

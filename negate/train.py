@@ -22,7 +22,7 @@ from negate.data.records import ImageRecord
 from negate.ensemble import fit_ensemble, save_ensemble
 from negate.errors import InputError
 from negate.evaluation.metrics import binary_metrics
-from negate.featureset import FeatureSet, augmented_rows, load_feature_set, make_detector, write_skipped
+from negate.featureset import FeatureSet, load_feature_set, make_detector, write_skipped
 from negate.model_folder import TRAINING_IMAGES, ModelFolderError, new_model_dir, save_model, training_images_text
 from negate.paths import CONFIG_DIR, PACKAGE_DIR
 from negate.pipeline import (MODEL_DIR_TOKEN, FeatureRunner, load_records, pipeline_from_cfg, protocol_signature,
@@ -54,13 +54,14 @@ def _finetune_first(cfg: DictConfig, run_dir: Path) -> tuple[dict, FeatureRunner
     network's features for every record. Returns (pipeline, runner, features, split over the feature rows,
     model-folder artefacts)."""
     from negate.finetune.fit import WEIGHTS_FILE, fit_detector
-    from negate.recipe import finetuned_pipeline
+    from negate.recipe import finetuned_pipeline, format_matched_training
 
     records, scan_skipped = load_records(cfg.data)
     if any(r.label is None for r in records):
         raise ValueError("training data needs a label for every image")
     split = holdout_split(cfg, records)
-    weights = fit_detector([records[i] for i in split["train"]], [records[i] for i in split["val"]], cfg.finetune,
+    weights = fit_detector(format_matched_training(cfg, [records[i] for i in split["train"]]),
+                           [records[i] for i in split["val"]], cfg.finetune,
                            run_dir / "finetune", cache_dir=cfg.paths.cache_dir,
                            max_pixels=int(cfg.data.get("max_pixels", 64_000_000)), seed=int(cfg.seed))
     pipeline = finetuned_pipeline(cfg, weights)
@@ -78,7 +79,8 @@ def _finetune_first(cfg: DictConfig, run_dir: Path) -> tuple[dict, FeatureRunner
 
 
 def train(cfg: DictConfig) -> dict:
-    from negate.recipe import FittedRecipe, finetune_enabled, threshold_view_scores
+    from negate.recipe import (FittedRecipe, finetune_enabled, format_matched_training, threshold_view_scores,
+                               training_rows)
 
     if check_protocol(cfg) != "holdout":
         raise ValueError("negate train runs protocol=holdout (add eval.loso=true for leave-one-source-out CV); "
@@ -106,17 +108,7 @@ def train(cfg: DictConfig) -> dict:
     tr, va, te = split["train"], split["val"], split["test"]
     log.info("split: %d train / %d val / %d test images", len(tr), len(va), len(te))
 
-    X_tr, y_tr = fs.X[tr], y[tr]
-    if cfg.get("aligned") and not artefacts:  # feature recipes: aligned reconstructions as extra training rows
-        from negate.recipe import aligned_training_records
-
-        extra_records = aligned_training_records(cfg, [fs.records[i] for i in tr])
-        kept_extra, extra_table = runner.features(extra_records)
-        X_tr = np.concatenate([X_tr, extra_table.X])
-        y_tr = np.concatenate([y_tr, [extra_records[i].label for i in kept_extra]])
-    extra = augmented_rows(cfg, runner, fs, tr)
-    if extra is not None:
-        X_tr, y_tr = np.concatenate([X_tr, extra[0]]), np.concatenate([y_tr, extra[2]])
+    X_tr, y_tr = training_rows(cfg, runner, format_matched_training(cfg, [fs.records[i] for i in tr]))
     detector = make_detector(cfg.classifier, fs.names)
     detector.fit(X_tr, y_tr, fs.X[va], y[va])
     p_val = detector.predict_proba(fs.X[va])[:, 1]

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image, JpegImagePlugin
 
 from negate.data.records import ImageRecord
-from negate.finetune.aligned import aligned_reconstructions, choose_region, save_like
+from negate.data.encode import save_like
+from negate.finetune.aligned import aligned_reconstructions, choose_region
 from negate.models.taef2 import load_taef2
 
 

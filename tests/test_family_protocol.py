@@ -117,6 +117,30 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
         assert saved["recipe"][f"at_fold_thresholds_{view}"]["camera_fpr"] == pytest.approx(np.mean(flagged))
         assert f"camera FPR {view}" in report
     assert "at_fold_thresholds_jpeg75" not in saved["content_baseline"]
+    fakes = [r for r in csv.DictReader(open(tmp_path / "run" / "families" / "predictions.csv"))
+             if r["recipe:original"] != "nan" and r["label"] == "1"]
+    assert saved["recipe"]["by_fake_format"]["PNG"]["n"] == len(fakes)  # the fixture's fakes are all PNG
+    assert "Held-out fakes by file format" in report
+
+
+def test_fakes_by_file_format_are_scored_against_all_reals(tmp_path):
+    """JPEG and PNG fakes apart: each AUROC against every held-out real, each detection at the row's own threshold."""
+    from PIL import Image
+
+    from negate.protocol.families import by_fake_format
+
+    def write(name, fmt):
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format=fmt)
+        return ImageRecord(str(tmp_path / name), 0 if name.startswith("r") else 1)
+
+    records = [write("r0.jpg", "JPEG"), write("r1.png", "PNG"), write("f0.png", "PNG"), write("f1.jpg", "JPEG"),
+               write("f2.jpg", "PNG"), write("f3.jpg", "JPEG")]  # f2 is a PNG whatever its name says
+    y = np.array([r.label for r in records])
+    p = np.array([0.2, 0.4, 0.9, 0.3, 0.5, np.nan])
+    thr = np.array([0.5, 0.5, 0.5, 0.25, 0.6, 0.5])
+    out = by_fake_format(records, y, p, thr)
+    assert out["PNG"] == {"n": 2, "auroc": 1.0, "detected": 0.5}  # f0 above both reals; f2 under its fold's 0.6
+    assert out["JPEG"] == {"n": 1, "auroc": 0.5, "detected": 1.0}  # f1 between the reals, above its fold's 0.25
 
 
 def test_rates_at_fold_thresholds_count_each_row_against_its_own_fold_threshold():

@@ -10,19 +10,17 @@ content hash, the region and the autoencoder identity, written atomically, so a 
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, JpegImagePlugin
+from PIL import Image
 
 from negate.cache import config_hash
 from negate.data.decode import DecodeError, decode_image, read_file_bytes, sha256_bytes
+from negate.data.encode import save_like, write_bytes_atomic
 from negate.data.patches import seed_from_key
 from negate.data.records import ImageRecord
 
@@ -56,38 +54,8 @@ def choose_region(h: int, w: int, region: int, seed: int) -> tuple[int, int, int
     return x, y, size
 
 
-def save_like(recon: Image.Image, original: bytes) -> tuple[bytes, str]:
-    """Encode ``recon`` as the original was: JPEG with its quantisation tables and subsampling, else PNG."""
-    buf = io.BytesIO()
-    try:
-        with Image.open(io.BytesIO(original)) as src:
-            if src.format == "JPEG" and getattr(src, "quantization", None):
-                sampling = JpegImagePlugin.get_sampling(src)
-                kwargs = {"qtables": src.quantization}
-                if sampling in (0, 1, 2):
-                    kwargs["subsampling"] = sampling
-                recon.save(buf, format="JPEG", **kwargs)
-                return buf.getvalue(), "jpg"
-    except (OSError, ValueError, SyntaxError):
-        pass
-    recon.save(buf, format="PNG")
-    return buf.getvalue(), "png"
-
-
 def _to_image(t: torch.Tensor) -> Image.Image:
     return Image.fromarray((t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def aligned_reconstructions(
@@ -127,13 +95,13 @@ def aligned_reconstructions(
                     recon = autoencoder.reconstruct(patch)[0]
                     encoded, ext = save_like(_to_image(recon), data)
                     path = folder / f"{digest}_{k}_{x}_{y}_{size}.{ext}"
-                    _write_atomic(path, encoded)
+                    write_bytes_atomic(path, encoded)
                     made += 1
                 real_crop = folder / "real" / path.name
                 if not real_crop.exists():
                     image = image if image is not None else np.asarray(decode_image(data, max_pixels))
                     encoded, _ = save_like(Image.fromarray(np.ascontiguousarray(image[y:y + size, x:x + size])), data)
-                    _write_atomic(real_crop, encoded)
+                    write_bytes_atomic(real_crop, encoded)
                 crops.append(AlignedCrop(record.path, x, y, size, str(path), str(real_crop)))
             if crops:
                 out[record.path] = crops

@@ -156,6 +156,22 @@ def _rates_at_thresholds(prob: np.ndarray, threshold: np.ndarray, y: np.ndarray,
     return {"camera_fpr": rate(cam), "fpr": rate(real), "tpr": rate(fake)}
 
 
+def by_fake_format(records, y: np.ndarray, p: np.ndarray, threshold: np.ndarray) -> dict:
+    """Held-out fakes by file format (JPEG, PNG, ...): AUROC against all held-out reals, and the share detected at
+    the fold thresholds. A detector that learned the format finds the PNG fakes and misses the JPEG ones."""
+    from negate.data.index import file_format
+
+    ok = ~np.isnan(p)
+    real = ok & (y == 0)
+    fmt = np.array([file_format(r.path) if label == 1 else "" for r, label in zip(records, y)])
+    out = {}
+    for name in sorted(set(fmt[ok & (y == 1)].tolist())):
+        fake = ok & (y == 1) & (fmt == name)
+        out[name] = {"n": int(fake.sum()), "auroc": _auroc(y[real | fake], p[real | fake]),
+                     "detected": float((p[fake] >= threshold[fake]).mean())}
+    return out
+
+
 def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, views) -> dict:
     p = pooled.prob["original"]
     ok = ~np.isnan(p)
@@ -176,6 +192,7 @@ def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, vi
     for i in np.flatnonzero(fake):
         per_family[_field(records[i], "family")].append(bool(flagged[i]))
     out["per_family_detection"] = {f: {"n": len(v), "detected": float(np.mean(v))} for f, v in sorted(per_family.items())}
+    out["by_fake_format"] = by_fake_format(records, y, p, pooled.threshold)
     if pooled.recon:
         r = np.array(pooled.recon)
         out["recon_pairs"] = {"n": len(r), "auroc": _auroc(np.r_[np.zeros(len(r)), np.ones(len(r))], np.r_[r[:, 0], r[:, 1]]),
@@ -321,6 +338,12 @@ def render_report(results: dict) -> str:
     lines.append(markdown_table([{"family": f, "n": v["n"], "detected": v["detected"],
                                   "baseline detected": base.get(f, {}).get("detected")} for f, v in fam.items()],
                                 ["family", "n", "detected", "baseline detected"]))
+    lines += ["", "## Held-out fakes by file format (AUROC against all held-out reals; detected at fold thresholds)", ""]
+    fmt = results["recipe"].get("by_fake_format", {})
+    base = results.get("content_baseline", {}).get("by_fake_format", {})
+    lines.append(markdown_table([{"format": f, "n": v["n"], "AUROC": v["auroc"], "detected": v["detected"],
+                                  "baseline AUROC": base.get(f, {}).get("auroc")} for f, v in fmt.items()],
+                                ["format", "n", "AUROC", "detected", "baseline AUROC"]))
     lines += ["", "## Folds", ""]
     lines.append(markdown_table([{"fold": fi["fold"], "families": ", ".join(fi["families"]),
                                   "real sources": ", ".join(fi["real_sources"]), "test": fi["n_test"],

@@ -8,6 +8,7 @@ Predictions are pooled over folds into one set of metrics.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from negate.featureset import FeatureSet, augmented_rows, make_detector
 from negate.protocol import camera_rows, write_split_report
 from negate.protocol.split import split_indices
 from negate.protocol.thresholds import choose_threshold
+
+log = logging.getLogger(__name__)
 
 
 def leave_one_group_out(
@@ -70,6 +73,9 @@ def leave_one_group_out(
 
 def loso(cfg: DictConfig, runner, fs: FeatureSet, run_dir: Path, group_by: str = "source") -> dict:
     """Leave-one-group-out over the whole dataset, also scored after JPEG q75; writes ``loso/report.md``."""
+    if cfg.get("aligned") or float((cfg.get("format_match") or {}).get("share") or 0.0) > 0.0:
+        log.warning("pooled leave-one-%s-out extracts features once: aligned reconstructions and format_match are "
+                    "left out of its training rows (protocol=sources refits them per fold)", group_by)
     groups = np.array([getattr(r, group_by) for r in fs.records], dtype=object)
     kept, q75 = runner.features(fs.records, "jpeg:75")
     if len(kept) != len(fs.records):

@@ -105,7 +105,9 @@ def protocol_signature(cfg: DictConfig) -> str:
         value = cfg.get(key)
         if value and value.get("name", "on") != "none":
             recipe[key] = OmegaConf.to_container(value, resolve=True)
-    share = float((cfg.get("format_match") or {}).get("share") or 0.0)
+    from negate.data.format_match import format_match_share
+
+    share = format_match_share(cfg)
     if share > 0.0:  # only when on, like the blocks above
         recipe["format_match"] = {"share": share}
     if "finetune" in recipe:

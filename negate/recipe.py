@@ -96,13 +96,22 @@ def threshold_view_scores(cfg: DictConfig, recipe: "FittedRecipe", val: list[Ima
 
 def format_matched_training(cfg: DictConfig, train: list[ImageRecord]) -> list[ImageRecord]:
     """``format_match.share``: the training fakes re-saved like training reals (:mod:`negate.data.format_match`)."""
-    share = float((cfg.get("format_match") or {}).get("share") or 0.0)
+    from negate.data.format_match import format_match_share, format_matched
+
+    share = format_match_share(cfg)
     if share <= 0.0:
         return train
-    from negate.data.format_match import format_matched
-
     return format_matched(train, share, cfg.paths.cache_dir, seed=int(cfg.seed),
                           max_pixels=int(cfg.data.get("max_pixels", 64_000_000)))
+
+
+def training_data_note(cfg: DictConfig) -> str:
+    """What the model card says of the training rows beyond the images' licences."""
+    from negate.data.format_match import format_match_share
+
+    share = format_match_share(cfg)
+    return (f" Each training fake was re-saved with the JPEG tables of a training real with probability {share:g} "
+            "(format_match)." if share > 0.0 else "")
 
 
 def training_rows(cfg: DictConfig, runner: FeatureRunner, train: list[ImageRecord],

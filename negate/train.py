@@ -80,7 +80,7 @@ def _finetune_first(cfg: DictConfig, run_dir: Path) -> tuple[dict, FeatureRunner
 
 def train(cfg: DictConfig) -> dict:
     from negate.recipe import (FittedRecipe, finetune_enabled, format_matched_training, threshold_view_scores,
-                               training_rows)
+                               training_data_note, training_rows)
 
     if check_protocol(cfg) != "holdout":
         raise ValueError("negate train runs protocol=holdout (add eval.loso=true for leave-one-source-out CV); "
@@ -140,7 +140,7 @@ def train(cfg: DictConfig) -> dict:
         "sections": {},
     }
     trained_on = [fs.records[i] for i in np.r_[tr, va]]
-    card["sections"]["Training data"] = licence_line(trained_on)
+    card["sections"]["Training data"] = licence_line(trained_on) + training_data_note(cfg)
     if artefacts:
         card["sections"]["Fine-tuned detector"] = finetune_card(artefacts)
     measured = measured_protocol(cfg)
@@ -198,6 +198,8 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> dict:
     """``experiment=ensemble``: every member recipe fitted on one split; the split, the threshold rule, the test report
     and the card are the same as for a single recipe; each member is saved as a complete model folder inside the
     ensemble's."""
+    from negate.recipe import training_data_note
+
     records, skipped = load_records(cfg.data)
     write_skipped(run_dir, list(skipped.items()))
     if not records:
@@ -230,7 +232,7 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> dict:
         "threshold_rule": threshold_rule(cfg),
         "sections": {"Ensemble": f"{', '.join(members)}: mean of the members' logits (equal weights), each member a "
                                  "complete model folder below (`member_<name>/`)",
-                     "Training data": licence_line(tr + va)},
+                     "Training data": licence_line(tr + va) + training_data_note(cfg)},
     }
     measured = measured_protocol(cfg)
     if measured:

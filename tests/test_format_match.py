@@ -166,3 +166,5 @@ def test_negate_train_fits_on_format_matched_fakes(tmp_path):
     train(cfg)
     matched = list((tmp_path / "out" / "cache" / "format_matched").glob("*.jpg"))
     assert matched and all(_tables(p)[0] == "JPEG" for p in matched)
+    card = next((tmp_path / "models").glob("*/MODEL_CARD.md")).read_text()
+    assert "re-saved with the JPEG tables of a training real with probability 1" in card

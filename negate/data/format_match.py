@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 JPEG_START = b"\xff\xd8"  # every JPEG file's first bytes (start of image)
 
 
+def format_match_share(cfg) -> float:
+    """``format_match.share`` of a composed config (0 when the block is absent: configs from before it existed)."""
+    return float((cfg.get("format_match") or {}).get("share") or 0.0)
+
+
 def format_matched(records: list[ImageRecord], share: float, cache_dir: str | Path, *, seed: int = 0,
                    max_pixels: int = 64_000_000) -> list[ImageRecord]:
     """``records`` with each fake (label 1) replaced, with probability ``share``, by a copy saved like a real of

@@ -73,7 +73,9 @@ def leave_one_group_out(
 
 def loso(cfg: DictConfig, runner, fs: FeatureSet, run_dir: Path, group_by: str = "source") -> dict:
     """Leave-one-group-out over the whole dataset, also scored after JPEG q75; writes ``loso/report.md``."""
-    if cfg.get("aligned") or float((cfg.get("format_match") or {}).get("share") or 0.0) > 0.0:
+    from negate.data.format_match import format_match_share
+
+    if cfg.get("aligned") or format_match_share(cfg) > 0.0:
         log.warning("pooled leave-one-%s-out extracts features once: aligned reconstructions and format_match are "
                     "left out of its training rows (protocol=sources refits them per fold)", group_by)
     groups = np.array([getattr(r, group_by) for r in fs.records], dtype=object)

@@ -59,7 +59,8 @@ def _compose_experiment(name: str, overrides: list[str]) -> DictConfig:
 
 def member_cfg(cfg: DictConfig, name: str) -> DictConfig:
     """The caller's config with the recipe keys (and ``data.reencode``) of experiment ``name``, composed with the
-    overrides listed for it under ``ensemble.overrides.<name>`` (e.g. ``[finetune.max_epochs=20]``)."""
+    overrides listed for it under ``ensemble.overrides.<name>`` (e.g. ``[finetune.max_epochs=20]``). ``format_match``
+    is the caller's unless the member's overrides set it."""
     overrides = (cfg.ensemble.get("overrides") or {}).get(name) or []
     recipe = _compose_experiment(name, [str(o) for o in overrides])
     out = OmegaConf.to_container(cfg, resolve=True)
@@ -67,6 +68,8 @@ def member_cfg(cfg: DictConfig, name: str) -> DictConfig:
     for key in RECIPE_KEYS:
         out[key] = OmegaConf.to_container(recipe[key], resolve=True) if recipe.get(key) is not None else None
     out["data"]["reencode"] = recipe.data.get("reencode")
+    if any(str(o).lstrip("+~").startswith("format_match") for o in overrides):  # else the caller's applies to all
+        out["format_match"] = OmegaConf.to_container(recipe.format_match, resolve=True)
     return OmegaConf.create(out)
 
 

@@ -53,6 +53,11 @@ def test_member_configs_take_the_callers_data_and_their_own_recipe(tmp_path, ima
     assert hand.data.path == str(image_folder) and hand.data.reencode == "none" and hand.patches.size == 64
     ft = member_cfg(cfg, "finetuned_no_aligned")
     assert ft.finetune.aligned is None and ft.finetune.max_epochs == 1 and ft.encoder.name == "none"
+    # format_match: the caller's for every member, unless a member's overrides set its own
+    cfg.format_match.share = 0.5
+    cfg.ensemble.overrides.handcrafted = [*cfg.ensemble.overrides.handcrafted, "format_match.share=1"]
+    assert member_cfg(cfg, "handcrafted").format_match.share == 1.0
+    assert member_cfg(cfg, "finetuned_no_aligned").format_match.share == 0.5
     cfg.ensemble.members = ["handcrafted"]
     with pytest.raises(ValueError, match="at least two"):
         ensemble_members(cfg)

@@ -40,6 +40,9 @@ def record_families(run_dir: Path, cfg, overrides) -> tuple[str, dict]:
         "command": "negate evaluate " + " ".join(o for o in overrides if not o.startswith(("data.path=", "cv.pairs=",
                                                                                              "paths."))),
     }
+    if r.get("by_fake_format"):  # runs since the protocol reported it
+        entry["fakes_by_format"] = {f: {"n": v["n"], "auroc": v["auroc"], "detected": v["detected"]}
+                                    for f, v in r["by_fake_format"].items()}
     suffix = ":families" if proto["group_by"] == "family" else f":{proto['group_by']}s"
     return protocol_signature(cfg) + suffix, entry
 

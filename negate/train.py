@@ -277,8 +277,16 @@ _FOLD_FIGURES = (("auroc_jpeg75", "after JPEG q75"), ("auroc_downscale0.5", "aft
 def fold_protocol_line(row: dict) -> str:
     """One model-card line for a recorded fold-protocol row; figures the run did not measure are left out."""
     head = f"AUROC {row['auroc']:.3f}"
+    notes = []
+    if row.get("auroc_ci"):
+        notes.append("95% interval {:.3f}-{:.3f} with families and sources redrawn".format(*row["auroc_ci"]))
     if row.get("content_baseline_auroc") is not None:
-        head += f" (content-only baseline on the same folds {row['content_baseline_auroc']:.3f})"
+        notes.append(f"content-only baseline on the same folds {row['content_baseline_auroc']:.3f}")
+        if row.get("margin_ci"):
+            notes.append("margin {:+.3f}, interval {:+.3f} to {:+.3f}".format(
+                round(row["auroc"], 3) - round(row["content_baseline_auroc"], 3), *row["margin_ci"]))  # as printed
+    if notes:
+        head += f" ({'; '.join(notes)})"
     figures = [head] + [f"{label} {row[key]:.3f}" for key, label in _FOLD_FIGURES if row.get(key) is not None]
     return f"- {row['protocol']} on {row['data']}: {', '.join(figures)}; measured {row['date']} with `{row['command']}`"
 

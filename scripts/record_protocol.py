@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from negate.pipeline import protocol_signature, register_resolvers
-from negate.protocol.families import describe_results
+from negate.protocol.families import describe_results, interval_fields
 
 RESULTS = Path(__file__).resolve().parent.parent / "negate" / "protocol_results.json"
 
@@ -40,6 +40,7 @@ def record_families(run_dir: Path, cfg, overrides) -> tuple[str, dict]:
         "command": "negate evaluate " + " ".join(o for o in overrides if not o.startswith(("data.path=", "cv.pairs=",
                                                                                              "paths."))),
     }
+    entry.update(interval_fields(full))  # runs since the protocol drew them
     if r.get("by_fake_format"):  # runs since the protocol reported it
         entry["fakes_by_format"] = {f: {"n": v["n"], "auroc": v["auroc"], "detected": v["detected"]}
                                     for f, v in r["by_fake_format"].items()}

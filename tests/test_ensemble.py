@@ -180,6 +180,9 @@ def test_a_card_line_leaves_out_the_figures_a_protocol_run_did_not_measure():
         "- sources held out in 5 grouped folds on dev/MANIFEST.tsv: AUROC 0.758 (content-only baseline on the same "
         "folds 0.694), after JPEG q75 0.748, after 0.5x downscale 0.741, photo-content rows 0.728, camera-photo FPR at "
         "fold thresholds 0.059, content-matched pairs AUROC 0.654; measured 2026-11-30 with `negate evaluate x`")
+    with_intervals = fold_protocol_line({**row, "auroc_ci": [0.70, 0.81], "margin_ci": [0.01, 0.12]})
+    assert ("AUROC 0.758 (95% interval 0.700-0.810 with families and sources redrawn; content-only baseline on the "
+            "same folds 0.694; margin +0.064, interval +0.010 to +0.120), after JPEG q75") in with_intervals
     line = fold_protocol_line({**row, "pairs_auroc": None, "content_baseline_auroc": None})
     assert "pairs" not in line and "baseline" not in line
     assert line.startswith("- sources held out in 5 grouped folds on dev/MANIFEST.tsv: AUROC 0.758, after JPEG q75 0.748")

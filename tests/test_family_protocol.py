@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from negate.data.records import ImageRecord
-from negate.protocol.families import family_folds, run_family_protocol
+from negate.protocol.families import family_folds, headline, run_family_protocol
 from negate.paths import CONFIG_DIR
 from negate.pipeline import register_resolvers
 
@@ -104,6 +104,12 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
     report = (tmp_path / "run" / "families" / "report.md").read_text()
     assert "content_baseline" in report and "fam0" in report
     saved = json.loads((tmp_path / "run" / "families" / "metrics.json").read_text())
+    boot = saved["bootstrap"]  # fakes clustered by family, reals by source; recipe and baseline on the same draws
+    assert boot["clusters"]["fake"] == 2 and set(boot["auroc"]) == {"recipe", "content_baseline"}
+    lo, hi = boot["auroc"]["recipe"]
+    assert lo <= results["recipe"]["overall"]["auroc"] <= hi
+    assert "recipe - content_baseline" in boot["difference"] and "AUROC 95% intervals" in report
+    assert headline(results)["auroc_ci"] == [lo, hi] and len(headline(results)["margin_ci"]) == 2
     assert saved["recipe"]["camera_n"] > 0
     header = (tmp_path / "run" / "families" / "predictions.csv").read_text().splitlines()[0]
     assert "recipe:jpeg75" in header and "content_baseline:original" in header

@@ -11,7 +11,9 @@ from negate.evaluation.metrics import (
     CI_METRICS,
     _batched_metrics,
     binary_metrics,
+    _weighted_auroc,
     bootstrap_ci,
+    cluster_bootstrap_auroc,
     confusion,
     group_rates,
     per_format_metrics,
@@ -121,6 +123,57 @@ def test_bootstrap_ci_contains_estimate_and_is_deterministic():
         assert hi - lo > 0, key
     assert bootstrap_ci(y, p, 0.5, n_boot=1000, seed=0) == ci
     assert bootstrap_ci(y, p, 0.5, n_boot=1000, seed=1) != ci
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_weighted_auroc_equals_sklearn_with_sample_weights(decimals):
+    y, p = synthetic(n=400, seed=7, decimals=decimals)
+    weights = np.random.default_rng(0).integers(0, 4, (3, y.size)).astype(float)
+    expected = [roc_auc_score(y, p, sample_weight=w) for w in weights]
+    assert _weighted_auroc(p, y, weights) == pytest.approx(expected, abs=1e-12)
+
+
+def _clustered(n_clusters=8, per_cluster=60, seed=0):
+    """Each cluster shifts all its scores by one draw: images of a cluster are not independent evidence."""
+    rng = np.random.default_rng(seed)
+    y, p, groups = [], [], []
+    for label in (0, 1):
+        for c in range(n_clusters):
+            shift = rng.normal(scale=1.0)
+            y += [label] * per_cluster
+            p += list(1 / (1 + np.exp(-(rng.normal(size=per_cluster) * 0.3 + shift + (2 * label - 1)))))
+            groups += [f"{label}-{c}"] * per_cluster
+    return np.array(y), np.array(p), groups
+
+
+def test_cluster_bootstrap_is_wider_than_the_image_bootstrap_on_clustered_scores():
+    y, p, groups = _clustered()
+    point = roc_auc_score(y, p)
+    lo, hi = cluster_bootstrap_auroc(y, {"a": p}, groups, n_boot=1000)["auroc"]["a"]
+    img_lo, img_hi = bootstrap_ci(y, p, n_boot=1000)["auroc"]
+    assert lo <= point <= hi
+    assert hi - lo > 2 * (img_hi - img_lo)
+    assert cluster_bootstrap_auroc(y, {"a": p}, groups, n_boot=200, seed=3) == \
+        cluster_bootstrap_auroc(y, {"a": p}, groups, n_boot=200, seed=3)
+
+
+def test_cluster_bootstrap_pairs_the_detectors_on_the_same_draws():
+    y, p, groups = _clustered(seed=1)
+    worse = np.clip(p + np.random.default_rng(2).normal(scale=0.3, size=p.size), 0, 1)
+    out = cluster_bootstrap_auroc(y, {"a": p, "same": p.copy(), "worse": worse}, groups, n_boot=500)
+    assert out["difference"]["a - same"] == {"ci": [0.0, 0.0], "share_le_0": 1.0}
+    assert out["difference"]["a - worse"]["ci"][0] > 0 and out["difference"]["a - worse"]["share_le_0"] < 0.025
+    assert out["clusters"] == {"fake": 8, "real": 8}
+
+
+def test_cluster_bootstrap_leaves_out_unscored_rows_and_needs_both_classes():
+    y, p, groups = _clustered(n_clusters=3, per_cluster=10)
+    with_nan = p.copy()
+    with_nan[:5] = np.nan
+    out = cluster_bootstrap_auroc(y, {"a": with_nan}, groups, n_boot=50)
+    assert all(np.isfinite(out["auroc"]["a"]))
+    with pytest.raises(ValueError, match="fakes and reals"):
+        cluster_bootstrap_auroc(y[y == 1], {"a": p[y == 1]}, [g for g, label in zip(groups, y) if label], n_boot=10)
 
 
 def test_bootstrap_ci_narrows_with_more_data():

@@ -200,6 +200,73 @@ def bootstrap_ci(
     return out
 
 
+def _weighted_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC under per-row weights, one value per row of ``weights`` ``(B, n)`` (ties count a half): the
+    Mann-Whitney statistic with each row counted as often as its weight says."""
+    order = np.argsort(scores, kind="mergesort")
+    s, yy, w = scores[order], y[order], weights[:, order]
+    _, start = np.unique(s, return_index=True)
+    neg = np.add.reduceat(w * (yy == 0), start, axis=1)  # weight of reals per distinct score
+    pos = np.add.reduceat(w * (yy == 1), start, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+
+
+def cluster_bootstrap_auroc(
+    y_true,
+    scores: dict[str, np.ndarray],
+    groups: Sequence,
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
+    """Percentile ``1 - alpha`` intervals of AUROC when rows come in clusters (the fakes of one generator family,
+    the reals of one photo source): whole clusters are redrawn with replacement, the fakes' clusters and the reals'
+    separately, so the interval says how much the number depends on *which* families and sources were held out,
+    not only on which images. Every detector in ``scores`` is scored on the same draws (paired), so the difference
+    of each to the first gets its own interval and the share of draws where it is <= 0.
+
+    Rows where any score is NaN are left out. Returns ``{"auroc": {name: [lo, hi]}, "difference": {"a - b":
+    {"ci": [lo, hi], "share_le_0": s}}, "clusters": {"fake": k, "real": m}, "n_boot": n_boot}``."""
+    if n_boot < 1:
+        raise ValueError("n_boot must be >= 1")
+    if not scores:
+        raise ValueError("scores needs at least one detector")
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    keys = _group_keys(groups, y.size)
+    mat = np.vstack([np.asarray(v, dtype=np.float64).ravel() for v in scores.values()])
+    if mat.shape[1] != y.size:
+        raise ValueError(f"each score needs {y.size} rows, got {mat.shape[1]}")
+    ok = np.isfinite(mat).all(0)
+    y, keys, mat = y[ok], keys[ok], mat[:, ok]
+    cluster_ids = {}
+    ids = np.array([cluster_ids.setdefault((int(label), k), len(cluster_ids)) for label, k in zip(y, keys)])
+    members_of = [np.flatnonzero(ids == c) for c in range(len(cluster_ids))]
+    fake_c = [c for (label, _), c in cluster_ids.items() if label == 1]
+    real_c = [c for (label, _), c in cluster_ids.items() if label == 0]
+    if not fake_c or not real_c:
+        raise ValueError("cluster bootstrap needs fakes and reals")
+    rng = np.random.default_rng(seed)
+    draws = np.zeros((n_boot, len(cluster_ids)))
+    for pool in (fake_c, real_c):
+        picks = rng.integers(0, len(pool), (n_boot, len(pool)))
+        np.add.at(draws, (np.arange(n_boot)[:, None], np.asarray(pool)[picks]), 1.0)
+    weights = np.zeros((n_boot, y.size))
+    for c, rows in enumerate(members_of):
+        weights[:, rows] = draws[:, [c]]
+    aurocs = {name: _weighted_auroc(mat[i], y, weights) for i, name in enumerate(scores)}
+    q = [alpha / 2, 1 - alpha / 2]
+    names = list(scores)
+    out = {"auroc": {n: [float(v) for v in np.quantile(a, q)] for n, a in aurocs.items()},
+           "difference": {}, "clusters": {"fake": len(fake_c), "real": len(real_c)}, "n_boot": int(n_boot)}
+    for other in names[1:]:
+        d = aurocs[names[0]] - aurocs[other]
+        out["difference"][f"{names[0]} - {other}"] = {"ci": [float(v) for v in np.quantile(d, q)],
+                                                      "share_le_0": float(np.mean(d <= 0))}
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Per-group breakdowns
 # ----------------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from negate.paths import CONFIG_DIR
 from negate.pipeline import register_resolvers
 
 register_resolvers()
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _records() -> list[ImageRecord]:
@@ -127,6 +129,37 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
              if r["recipe:original"] != "nan" and r["label"] == "1"]
     assert saved["recipe"]["by_fake_format"]["PNG"]["n"] == len(fakes)  # the fixture's fakes are all PNG
     assert "Held-out fakes by file format" in report
+    _compare_runs(tmp_path / "run")
+
+
+def _compare_runs(run):
+    """scripts/compare_protocol_runs.py on this run: against itself the difference is nil in every draw; against a
+    copy whose recipe ranks every fake first, the copy is ahead in every draw."""
+    import csv
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("compare_protocol_runs", SCRIPTS / "compare_protocol_runs.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    same = script.compare(run, run, n_boot=200)
+    assert same["difference"]["a - b"]["ci"] == [0.0, 0.0] and same["difference"]["a - b"]["share_le_0"] == 1.0
+    assert same["point"]["a"] == pytest.approx(json.loads((run / "families" / "metrics.json").read_text())
+                                               ["recipe"]["overall"]["auroc"])
+    perfect = run.parent / "perfect"
+    (perfect / "families").mkdir(parents=True)
+    with open(run / "families" / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        if row["recipe:original"] != "nan":
+            row["recipe:original"] = row["label"]
+    with open(perfect / "families" / "predictions.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    versus = script.compare(run, perfect, n_boot=200)
+    assert versus["point"]["b"] == 1.0 and versus["difference"]["a - b"]["ci"][1] <= 0
+    shutil.rmtree(perfect)
 
 
 def test_fakes_by_file_format_are_scored_against_all_reals(tmp_path):

@@ -284,9 +284,10 @@ def _save_predictions(path: Path, records, pooled: dict) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         names = [(n, v) for n in pooled for v in VIEWS if not np.isnan(pooled[n].prob[v]).all()]
-        w.writerow(["path", "label", "family", "era", "content", *(f"{n}:{v}" for n, v in names), "threshold"])
+        w.writerow(["path", "label", "source", "family", "era", "content", *(f"{n}:{v}" for n, v in names),
+                    "threshold"])
         for i, r in enumerate(records):
-            w.writerow([r.path, r.label, _field(r, "family"), _field(r, "era"), _field(r, "content"),
+            w.writerow([r.path, r.label, r.source, _field(r, "family"), _field(r, "era"), _field(r, "content"),
                         *(f"{pooled[n].prob[v][i]:.6f}" for n, v in names), f"{pooled['recipe'].threshold[i]:.6f}"])
 
 

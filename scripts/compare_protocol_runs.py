@@ -38,6 +38,10 @@ def sources_of(run_dir: Path, rows: dict[str, dict]) -> dict[str, str]:
 
 
 def compare(run_a: Path, run_b: Path, n_boot: int = 2000, seed: int = 0) -> dict:
+    folds = [json.loads(m.read_text())["protocol"]["folds"] if m.is_file() else None
+             for m in (run_a / "families" / "metrics.json", run_b / "families" / "metrics.json")]
+    if None not in folds and [f["families"] for f in folds[0]] != [f["families"] for f in folds[1]]:
+        raise SystemExit("the runs held out different folds: pairing their scores would compare different tests")
     a, b = read_predictions(run_a), read_predictions(run_b)
     if set(a) != set(b):
         raise SystemExit(f"the runs scored different images ({len(set(a) ^ set(b))} differ): compare runs on one manifest")

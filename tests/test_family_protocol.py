@@ -102,9 +102,11 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
         assert 0 <= r["overall"]["auroc"] <= 1 and r["n_scored"] > 0
         assert r["recon_pairs"]["n"] > 0 and r["pairs"]["n_images"] == 6
         assert set(r["per_family_detection"]) == {"fam0", "fam1"}
+        for fam in r["per_family_detection"].values():  # each held-out family against every held-out real
+            assert 0 <= fam["auroc"] <= 1 and 0 <= fam["detected"] <= 1 and fam["n"] > 0
     assert "auroc_jpeg75" in results["recipe"] and "auroc_jpeg75" not in results["content_baseline"]
     report = (tmp_path / "run" / "families" / "report.md").read_text()
-    assert "content_baseline" in report and "fam0" in report
+    assert "content_baseline" in report and "fam0" in report and "baseline AUROC" in report
     saved = json.loads((tmp_path / "run" / "families" / "metrics.json").read_text())
     boot = saved["bootstrap"]  # fakes clustered by family, reals by source; recipe and baseline on the same draws
     assert boot["clusters"]["fake"] == 2 and set(boot["auroc"]) == {"recipe", "content_baseline"}

@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from negate.data.records import load_manifest
 from negate.evaluation.metrics import cluster_bootstrap_auroc
+from negate.protocol.families import interval_clusters
 
 
 def read_predictions(run_dir: Path) -> dict[str, dict]:
@@ -48,7 +49,7 @@ def compare(run_a: Path, run_b: Path, n_boot: int = 2000, seed: int = 0) -> dict
     paths = sorted(a)
     y = np.array([int(a[p]["label"]) for p in paths])
     source = sources_of(run_a, a)
-    groups = [a[p]["family"] if label == 1 else source.get(p, p) for p, label in zip(paths, y)]
+    groups = interval_clusters(y, [a[p]["family"] for p in paths], [source.get(p, p) for p in paths])
 
     def column(rows, name):
         return np.array([float(rows[p][name]) for p in paths])

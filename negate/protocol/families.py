@@ -276,8 +276,13 @@ def auroc_intervals(records, y: np.ndarray, probs: dict[str, np.ndarray], n_boot
     """95% intervals of the pooled AUROC of each recipe and of its margin over the content baseline, from
     :func:`cluster_bootstrap_auroc` with the fakes clustered by family and the reals by source: five folds of 21
     families and a few dozen sources are a small sample of generators and cameras, and the interval says how small."""
-    groups = [_field(r, "family") if label == 1 else (r.source or r.path) for r, label in zip(records, y)]
+    groups = interval_clusters(y, [_field(r, "family") for r in records], [r.source or r.path for r in records])
     return cluster_bootstrap_auroc(y, probs, groups, n_boot=n_boot, seed=seed)
+
+
+def interval_clusters(y, families, sources) -> list[str]:
+    """The clusters the intervals redraw whole: a fake's generator family, a real's source."""
+    return [family if label == 1 else source for label, family, source in zip(y, families, sources)]
 
 
 def _save_predictions(path: Path, records, pooled: dict) -> None:

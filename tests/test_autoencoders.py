@@ -11,12 +11,14 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from negate.features.aerecon import AEReconFamily
-from negate.models.autoencoders import create_autoencoder, resolve_ae_spec
+from negate.models.autoencoders import TINY_CLASSES, create_autoencoder, resolve_ae_spec
 from negate.models.hub import ModelUnavailableError
+from negate.models.taef2 import TinyAutoencoder
 from negate.plugins import AUTOENCODERS, FEATURES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ae"
 AE_YAMLS = sorted(p for p in CONFIGS.glob("*.yaml") if p.stem != "none")
+HUB_AES = [n for n in AUTOENCODERS.names() if AUTOENCODERS.get(n).cls not in TINY_CLASSES]
 
 _KL = {"block_out_channels": [8, 16], "latent_channels": 4, "norm_num_groups": 4, "layers_per_block": 1,
        "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2}
@@ -48,7 +50,7 @@ def test_every_ae_yaml_matches_the_registry_and_uses_a_supported_class():
         assert cfg["name"] == path.stem
         assert (cfg["cls"], cfg["repo_id"], cfg["subfolder"], cfg["gated"]) == (
             spec.cls, spec.repo_id, spec.subfolder, spec.gated)
-        assert cfg["input_range"] == [-1, 1] and cfg["cls"] in TINY
+        assert cfg["cls"] in TINY_CLASSES or (cfg["input_range"] == [-1, 1] and cfg["cls"] in TINY)
         resolved, _ = resolve_ae_spec(cfg)  # no unknown keys
         assert resolved == spec
 
@@ -93,7 +95,7 @@ def test_latent_transforms_are_the_models_and_cancel_in_a_round_trip(cls_name):
         assert torch.allclose(ae.decode(lat), direct, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", AUTOENCODERS.names())
+@pytest.mark.parametrize("name", HUB_AES)
 def test_missing_ae_weights_raise_a_clear_error_at_once(name, tmp_path, monkeypatch):
     import huggingface_hub.constants as hfc
 
@@ -106,6 +108,20 @@ def test_missing_ae_weights_raise_a_clear_error_at_once(name, tmp_path, monkeypa
     assert info.value.repo_id == repo and f"hf download {repo}" in str(info.value)
     assert ("hf auth login" in str(info.value)) == AUTOENCODERS.get(name).gated
     print(f"{name}: ModelUnavailableError after {(time.perf_counter() - t0) * 1000:.1f} ms")
+
+
+def test_taef2_is_an_ae_of_the_group_with_local_weights(tmp_path):
+    ae = create_autoencoder("taef2", pretrained=False)
+    assert isinstance(ae, TinyAutoencoder) and ae.identity()["ae"] == "taef2"
+    t0 = time.perf_counter()
+    with pytest.raises(ModelUnavailableError, match="taef2_encoder.pth") as info:  # a folder without the weights
+        create_autoencoder({"name": "taef2", "weights_dir": str(tmp_path)})
+    assert time.perf_counter() - t0 < 1.0 and "weights_dir" in str(info.value)
+    fam = AEReconFamily(ae="taef2", pretrained=False, model=ae, blocks=2, device="cpu")
+    x = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    out = fam(x)
+    assert out.shape == (2, len(fam.feature_names())) and torch.isfinite(out).all()
+    assert fam.config_for_cache()["model"] == ae.identity()
 
 
 def test_pretrained_vae_loads_from_the_hub_cache_offline(tmp_path, monkeypatch):
@@ -135,7 +151,7 @@ def test_aerecon_family_measures_the_reconstruction_error():
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     out = fam(x)
     names = fam.feature_names()
-    assert out.shape == (3, len(names)) == (3, 10) and torch.isfinite(out).all()
+    assert out.shape == (3, len(names)) == (3, 11) and torch.isfinite(out).all()
     col = {n: out[:, i] for i, n in enumerate(names)}
     with torch.no_grad():
         rec = ae.reconstruct(x)
@@ -147,6 +163,9 @@ def test_aerecon_family_measures_the_reconstruction_error():
     assert torch.allclose(col["aerecon.l1_block_min"], blocks.amin(1), atol=1e-6)
     assert (col["aerecon.l1_block_min"] <= col["aerecon.l1_mean"] + 1e-6).all()
     assert (col["aerecon.hp_l1_mean"] > 0).all()
+    detail = x - F.avg_pool2d(x, 2).repeat_interleave(2, -1).repeat_interleave(2, -2)  # Haar level-1 detail bands
+    assert torch.allclose(col["aerecon.hp_l1_rel"], col["aerecon.hp_l1_mean"] / (detail.abs().mean((1, 2, 3)) + 1e-4),
+                          rtol=1e-4)
     assert len(AEReconFamily(ae="zimage", pretrained=False, model=ae, highpass=False).feature_names()) == 8
 
 

@@ -71,6 +71,24 @@ def test_infer_single_file_and_latest(trained):
     assert "1 scored (" in proc.stdout and "), 0 skipped" in proc.stdout
 
 
+def test_score_pairs_script_reads_a_pairs_manifest_per_edit(trained, tmp_path):
+    out, model_dir, _, _ = trained
+    sample = REPO / "negate" / "sample_data"
+    reals = sorted((sample / "skimage_data").rglob("*.png"))[:2]
+    fakes = sorted((sample / "pixart_sigma_repo").rglob("*.png"))[:2]
+    lines = ["path\tlabel\tpair\tsource\tedit\tchanged_fraction"]
+    for i, (r, f) in enumerate(zip(reals, fakes)):
+        lines += [f"{r}\treal\tp{i}\ts\tinpaint\t0.3", f"{f}\tfake\tp{i}\ts\tinpaint\t0.3"]
+    manifest = tmp_path / "PAIRS.tsv"
+    manifest.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "score_pairs.py"), str(manifest), "-m",
+                           str(model_dir)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "NEGATE_HOME": str(out.parent / "home")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "4 of 4 images scored" in proc.stdout and "changed < 0.5" in proc.stdout
+    assert any(line.split()[:2] == ["inpaint", "2"] for line in proc.stdout.splitlines())
+
+
 def test_evaluate_and_pretrain_run(trained):
     out, model_dir, _, _ = trained
     proc = run(["evaluate", f"ckpt={model_dir}", *FAST, "eval.robustness=false"], out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from negate.data.records import ImageRecord
-from negate.protocol.families import family_folds, headline, run_family_protocol
+from negate.protocol.families import family_folds, headline, pairs_won, run_family_protocol
 from negate.paths import CONFIG_DIR
 from negate.pipeline import register_resolvers
 
@@ -76,12 +77,14 @@ def _family_manifest(tmp_path):
     pairs = tmp_path / "pairs"
     (pairs / "real").mkdir(parents=True)
     (pairs / "fake").mkdir()
-    plines = ["path\tlabel\tpair\tsource"]
+    plines = ["path\tlabel\tpair\tsource\tedit\tchanged_fraction"]
     for i, (r, f) in enumerate(zip(sorted((image_folder / "real").rglob("*.jpg"))[:3],
                                    sorted((image_folder / "fake").rglob("*.png"))[:3])):
         (pairs / "real" / f"p{i}.jpg").write_bytes(r.read_bytes())
         (pairs / "fake" / f"p{i}.png").write_bytes(f.read_bytes())
-        plines += [f"real/p{i}.jpg\treal\tp{i}\tpairs", f"fake/p{i}.png\tfake\tp{i}\tpairs"]
+        edit, changed = ("inpaint", 0.2) if i == 0 else ("regenerate", 0.9)
+        plines += [f"real/p{i}.jpg\treal\tp{i}\tpairs\t{edit}\t{changed}",
+                   f"fake/p{i}.png\tfake\tp{i}\tpairs\t{edit}\t{changed}"]
     (pairs / "MANIFEST.tsv").write_text("\n".join(plines) + "\n")
     return manifest, pairs / "MANIFEST.tsv"
 
@@ -113,12 +116,18 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
     lo, hi = boot["auroc"]["recipe"]
     assert lo <= results["recipe"]["overall"]["auroc"] <= hi
     assert "recipe - content_baseline" in boot["difference"] and "AUROC 95% intervals" in report
+    by_edit = results["recipe"]["pairs"]["by_edit"]
+    assert {k: v["pairs"] for k, v in by_edit.items()} == {"inpaint": 1, "regenerate": 2}
+    assert by_edit["regenerate"]["changed_fraction"] == pytest.approx(0.9)
+    assert "Content-matched pairs" in report and "changed < 0.5" in report
+    with open(tmp_path / "run" / "families" / "pairs_predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and {"recipe", "content_baseline", "edit", "pair"} <= set(rows[0])
     assert headline(results)["auroc_ci"] == [lo, hi] and len(headline(results)["margin_ci"]) == 2
     assert saved["recipe"]["camera_n"] > 0
     header = (tmp_path / "run" / "families" / "predictions.csv").read_text().splitlines()[0]
     assert "recipe:jpeg75" in header and "content_baseline:original" in header
     # the operating point after each perturbation: camera photos flagged at the fold thresholds, as predictions.csv says
-    import csv
 
     rows = [r for r in csv.DictReader(open(tmp_path / "run" / "families" / "predictions.csv"))
             if r["recipe:original"] != "nan" and r["label"] == "0"]
@@ -137,7 +146,6 @@ def test_protocol_end_to_end_with_baseline_and_pairs(tmp_path):
 def _compare_runs(run):
     """scripts/compare_protocol_runs.py on this run: against itself the difference is nil in every draw; against a
     copy whose recipe ranks every fake first, the copy is ahead in every draw."""
-    import csv
     import importlib.util
     import shutil
 
@@ -349,3 +357,21 @@ def test_the_uncertain_band_is_as_wide_in_logit_space_wherever_the_threshold_lie
     if threshold == 0.5:
         assert (lo, hi) == pytest.approx((0.4, 0.6))
     assert uncertain_band(threshold, 0) == (threshold, threshold)
+
+
+def test_pairs_are_read_per_pair_per_edit_and_by_changed_share():
+    def rec(pair, label, edit, changed):
+        return ImageRecord(f"{pair}_{label}.png", label, "g", "s", {"pair": pair, "edit": edit,
+                                                                      "changed_fraction": str(changed)})
+
+    records = [rec("a", 0, "inpaint", 0.1), rec("a", 1, "inpaint", 0.1), rec("b", 0, "inpaint", 0.3),
+               rec("b", 1, "inpaint", 0.3), rec("c", 0, "tryon", 0.7), rec("c", 1, "tryon", 0.7),
+               rec("d", 0, "tryon", 0.9)]  # d lacks its fake: not a pair
+    prob = np.array([0.2, 0.9, 0.6, 0.4, 0.1, 0.3, 0.5])
+    out = pairs_won(records, prob)
+    assert out["fake_above_real"] == pytest.approx(2 / 3)
+    assert out["by_edit"]["inpaint"] == {"pairs": 2, "fake_above_real": 0.5, "changed_fraction": pytest.approx(0.2)}
+    assert out["by_edit"]["tryon"]["pairs"] == 1 and out["by_edit"]["tryon"]["fake_above_real"] == 1.0
+    assert out["by_change"]["changed < 0.5"]["pairs"] == 2 and out["by_change"]["changed >= 0.5"]["pairs"] == 1
+    prob[1] = np.nan  # an image no fold could score drops its pair
+    assert pairs_won(records, prob)["by_edit"]["inpaint"]["pairs"] == 1

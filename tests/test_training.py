@@ -64,3 +64,18 @@ def test_leave_one_group_out_never_trains_on_the_held_out_group():
     out = leave_one_group_out(X, y, groups, Recorder, {"method": "youden"})
     assert not np.isnan(out["prob"]).any() and len(out["folds"]) == 6
     assert min(Recorder.seen) < 50  # the fold holding group 5 out never saw it
+
+
+def test_aerecon_taef2_recipe_trains_and_infers_on_tiny_data(image_folder, tmp_path):
+    """``experiment=aerecon_taef2``: the TAEF2 round-trip columns (random weights here) feed a logreg end to end."""
+    from negate.model_folder import load_model
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "experiment=aerecon_taef2", "data=folder", f"data.path={image_folder}", f"paths.output_dir={tmp_path}",
+            f"paths.models_dir={tmp_path}/models", "ae.pretrained=false", "patches.size=64", "eval.n_boot=20"])
+    assert cfg.ae.name == "taef2" and not cfg.get("feature") and cfg.encoder.name == "none"
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test"]["auroc"] <= 1.0
+    (folder,) = list((tmp_path / "models").iterdir())
+    assert any(c.startswith("aerecon.hp_l1_rel") for c in load_model(folder).feature_names)

@@ -5,8 +5,10 @@ photos do. For each patch the family reconstructs it with the configured VAE (:m
 measures, in [0, 1] pixel space, the per-pixel L1 (mean over channels) and squared error: their mean, and their
 spread over a ``blocks x blocks`` grid of block means (std/max/min), since generated content is often reconstructed
 unevenly. With ``highpass`` it also compares the Haar level-1 detail bands of image and reconstruction, where the
-decoder's fingerprint lives. AEROBLADE itself uses an LPIPS distance; LPIPS needs VGG weights from the network, so
-pixel-space errors are used here.
+decoder's fingerprint lives, and that error relative to the image's own detail energy (``hp_l1_rel``): a busy photo
+comes back with more absolute error than a smooth one whatever made it, so the ratio is the column to read when
+content varies. AEROBLADE itself uses an LPIPS distance; LPIPS needs VGG weights from the network, so pixel-space
+errors are used here.
 
 Training-free score: ``aerecon.l1_mean`` (pooled: ``aerecon.l1_mean.mean``); LOWER = more likely GENERATED (by a
 model sharing this autoencoder), so a fake-probability score is ``-aerecon.l1_mean.mean``.
@@ -39,7 +41,7 @@ def ae_config(ae: str | Mapping | Any) -> dict:
 
 @register_feature("aerecon")
 class AEReconFamily(FeatureFamily):
-    version = "1"
+    version = "2"
     compilable = False
     pool = ("mean", "max")
 
@@ -73,7 +75,7 @@ class AEReconFamily(FeatureFamily):
     def feature_names(self) -> list[str]:
         names = [f"{err}_{stat}" for err in ("l1", "mse") for stat in ("mean", "block_std", "block_max", "block_min")]
         if self.highpass:
-            names += ["hp_l1_mean", "hp_mse_mean"]
+            names += ["hp_l1_mean", "hp_mse_mean", "hp_l1_rel"]
         return [f"aerecon.{n}" for n in names]
 
     def _block_stats(self, err: torch.Tensor) -> list[torch.Tensor]:
@@ -86,8 +88,10 @@ class AEReconFamily(FeatureFamily):
         diff = rec - x
         cols = self._block_stats(diff.abs().mean(1)) + self._block_stats(diff.pow(2).mean(1))
         if self.highpass:
-            hp = haar_highpass(rec, 1) - haar_highpass(x, 1)
-            cols += [hp.abs().flatten(1).mean(1), hp.pow(2).flatten(1).mean(1)]
+            detail = haar_highpass(x, 1)
+            hp = haar_highpass(rec, 1) - detail
+            hp_l1 = hp.abs().flatten(1).mean(1)
+            cols += [hp_l1, hp.pow(2).flatten(1).mean(1), hp_l1 / (detail.abs().flatten(1).mean(1) + 1e-4)]
         return torch.stack(cols, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

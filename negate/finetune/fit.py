@@ -43,15 +43,10 @@ def build_aligned(records: list[ImageRecord], cfg: dict, cache_dir: str | Path, 
     the ``ae`` group), cached under ``cache_dir``."""
     from negate.finetune.aligned import aligned_reconstructions
 
-    name = cfg.get("ae", "taef2")
-    if name == "taef2":
-        from negate.models.taef2 import load_taef2
+    from negate.models.autoencoders import create_autoencoder
 
-        autoencoder = load_taef2(cfg.get("weights_dir"), pretrained=bool(cfg.get("pretrained", True)))
-    else:
-        from negate.models.autoencoders import create_autoencoder
-
-        autoencoder = create_autoencoder(name)
+    autoencoder = create_autoencoder({"name": cfg.get("ae", "taef2"), "weights_dir": cfg.get("weights_dir")},
+                                     pretrained=bool(cfg.get("pretrained", True)))
     return aligned_reconstructions(records, autoencoder, cache_dir, region=int(cfg.get("region", 256)),
                                    per_real=int(cfg.get("per_real", 1)), max_pixels=max_pixels)
 

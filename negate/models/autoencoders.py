@@ -22,9 +22,11 @@ from torch import nn
 
 from negate.models.encoders import _snapshot_revision, _to_plain
 from negate.models.hub import fetch_snapshot
+from negate.models.taef2 import TinyAutoencoder
 from negate.plugins import AUTOENCODERS, specs_from_config_group
 
 AE_CLASSES = ("AutoencoderKL", "AutoencoderKLFlux2", "AutoencoderDC")
+TINY_CLASSES = ("TinyAutoencoder",)  # negate's own modules (negate.models.taef2), weights from a local folder
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,20 @@ class AESpec:
 AUTOENCODERS.add_loader(specs_from_config_group(AUTOENCODERS, AESpec))
 
 _DOC_KEYS = ("latent_channels", "downsample", "scaling_factor", "shift_factor")
-_OTHER_KEYS = ("family", "families", "batch_size", "device", "precision", "pretrained", "notes", "input_range")
+_OTHER_KEYS = ("family", "families", "batch_size", "device", "precision", "pretrained", "notes", "input_range",
+               "weights_dir")
 
 
 def list_autoencoders() -> list[str]:
     return AUTOENCODERS.names()
 
 
-def _diffusers_class(name: str) -> type:
+def _diffusers_class(name: str) -> type | None:
+    """The diffusers class of ``cls``; None for negate's own tiny autoencoders."""
+    if name in TINY_CLASSES:
+        return None
     if name not in AE_CLASSES:
-        raise ValueError(f"autoencoder class must be one of {AE_CLASSES}, got {name!r}")
+        raise ValueError(f"autoencoder class must be one of {AE_CLASSES + TINY_CLASSES}, got {name!r}")
     import diffusers
 
     return getattr(diffusers, name)
@@ -151,14 +157,21 @@ def create_autoencoder(
     config: Mapping | None = None,
     seed: int = 0,
     **overrides: Any,
-) -> Autoencoder:
-    """Build an :class:`Autoencoder` by registry name or composed ``cfg.ae``.
+) -> Autoencoder | TinyAutoencoder:
+    """Build an :class:`Autoencoder` by registry name or composed ``cfg.ae`` (``taef2``: negate's
+    :class:`~negate.models.taef2.TinyAutoencoder`, same ``reconstruct`` / ``identity``).
 
     ``pretrained=False`` instantiates the diffusers class from ``config`` (a dict of its constructor arguments,
     e.g. a tiny test configuration) with seeded random weights instead of downloading anything.
     """
     spec, extra = resolve_ae_spec(name_or_cfg, **overrides)
     cls = _diffusers_class(spec.cls)
+    if cls is None:  # TAEF2: offline weights (weights_dir, NEGATE_TAEF2_DIR or shared/models/taef2), no hub call
+        from negate.models.taef2 import load_taef2
+
+        weights_dir = overrides.get("weights_dir") or (
+            None if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg).get("weights_dir"))
+        return load_taef2(weights_dir, pretrained=pretrained, seed=seed)
     if pretrained:
         path = fetch_snapshot(spec.repo_id, subfolder=spec.subfolder, gated=spec.gated,
                               patterns=None if spec.subfolder else ["*.json", "*.safetensors"])

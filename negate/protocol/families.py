@@ -200,17 +200,47 @@ def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, vi
         out["recon_pairs"] = {"n": len(r), "auroc": _auroc(np.r_[np.zeros(len(r)), np.ones(len(r))], np.r_[r[:, 0], r[:, 1]]),
                               "fake_above_real": float((r[:, 1] > r[:, 0]).mean())}
     if pooled.pairs:
-        mean_prob = np.nanmean(np.vstack(pooled.pairs), axis=0)
+        mean_prob = pairs_mean_prob(pooled)
         y_pairs = np.array([rec.label for rec in pairs_records])
         per_fold = [_auroc(y_pairs, fp) for fp in pooled.pairs]
-        by_pair = defaultdict(dict)
-        for rec, pr in zip(pairs_records, mean_prob):
-            by_pair[rec.extra.get("pair", rec.path)][rec.label] = pr
-        wins = [v[1] > v[0] for v in by_pair.values() if 0 in v and 1 in v and not np.isnan([v[0], v[1]]).any()]
         out["pairs"] = {"n_images": int((~np.isnan(mean_prob)).sum()), "auroc_fold_mean": float(np.nanmean(per_fold)),
-                        "auroc_fold_ensemble": _auroc(y_pairs, mean_prob),
-                        "fake_above_real": float(np.mean(wins)) if wins else float("nan")}
+                        "auroc_fold_ensemble": _auroc(y_pairs, mean_prob), **pairs_won(pairs_records, mean_prob)}
     return out
+
+
+def pairs_mean_prob(pooled: _Pooled) -> np.ndarray:
+    """Each pairs image's probability averaged over the fold models (NaN where no fold scored it)."""
+    stacked = np.vstack(pooled.pairs)
+    with np.errstate(all="ignore"):
+        return np.where(np.isnan(stacked).all(0), np.nan, np.nanmean(np.where(np.isnan(stacked), np.nan, stacked), 0))
+
+
+def pairs_won(pairs_records, prob: np.ndarray) -> dict:
+    """Per-pair reading of the content-matched pairs (what they are built for: the AI edit against its own input
+    photo, so no between-pair content enters): the share of pairs whose fake scores above its real, overall
+    (``fake_above_real``), per ``edit`` of the manifest (with the mean ``changed_fraction``), and for pairs that change
+    less / at least half of the image (``by_change``; a local edit pastes most of the real photo back)."""
+    by_pair: dict = defaultdict(dict)
+    for rec, pr in zip(pairs_records, prob):
+        by_pair[rec.extra.get("pair", rec.path)][rec.label] = (pr, rec)
+    done = [(v[1][0] > v[0][0], v[1][1]) for v in by_pair.values()
+            if 0 in v and 1 in v and not np.isnan([v[0][0], v[1][0]]).any()]
+
+    def share(items) -> dict:
+        changed = [float(c) for _, r in items if (c := r.extra.get("changed_fraction")) not in (None, "")]
+        return {"pairs": len(items), "fake_above_real": float(np.mean([w for w, _ in items])),
+                "changed_fraction": float(np.mean(changed)) if changed else float("nan")}
+
+    by_edit: dict = defaultdict(list)
+    by_change: dict = defaultdict(list)
+    for won, rec in done:
+        by_edit[rec.extra.get("edit") or "?"].append((won, rec))
+        c = rec.extra.get("changed_fraction")
+        if c not in (None, ""):
+            by_change["changed < 0.5" if float(c) < 0.5 else "changed >= 0.5"].append((won, rec))
+    return {"fake_above_real": float(np.mean([w for w, _ in done])) if done else float("nan"),
+            "by_edit": {e: share(v) for e, v in sorted(by_edit.items())},
+            "by_change": {k: share(v) for k, v in sorted(by_change.items())}}
 
 
 def run_family_protocol(cfg: DictConfig, run_dir: Path) -> dict:
@@ -269,6 +299,8 @@ def run_family_protocol(cfg: DictConfig, run_dir: Path) -> dict:
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=1, default=float))
     (out_dir / "report.md").write_text(render_report(results))
     _save_predictions(out_dir / "predictions.csv", records, pooled)
+    if pairs_records:
+        _save_pairs_predictions(out_dir / "pairs_predictions.csv", pairs_records, pooled)
     return results
 
 
@@ -296,6 +328,19 @@ def _save_predictions(path: Path, records, pooled: dict) -> None:
         for i, r in enumerate(records):
             w.writerow([r.path, r.label, r.source, _field(r, "family"), _field(r, "era"), _field(r, "content"),
                         *(f"{pooled[n].prob[v][i]:.6f}" for n, v in names), f"{pooled['recipe'].threshold[i]:.6f}"])
+
+
+def _save_pairs_predictions(path: Path, pairs_records, pooled: dict) -> None:
+    """Each pairs image's fold-mean probability per model, beside its pair, edit and changed fraction."""
+    import csv
+
+    probs = {n: pairs_mean_prob(p) for n, p in pooled.items() if p.pairs}
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "pair", "edit", "changed_fraction", *probs])
+        for i, r in enumerate(pairs_records):
+            w.writerow([r.path, r.label, r.extra.get("pair", ""), r.extra.get("edit", ""),
+                        r.extra.get("changed_fraction", ""), *(f"{p[i]:.6f}" for p in probs.values())])
 
 
 def headline(results: dict) -> dict:
@@ -389,6 +434,17 @@ def render_report(results: dict) -> str:
     lines.append(markdown_table([{"format": f, "n": v["n"], "AUROC": v["auroc"], "detected": v["detected"],
                                   "baseline AUROC": base.get(f, {}).get("auroc")} for f, v in fmt.items()],
                                 ["format", "n", "AUROC", "detected", "baseline AUROC"]))
+    pairs = results["recipe"].get("pairs", {})
+    if pairs.get("by_edit"):
+        base = results.get("content_baseline", {}).get("pairs", {})
+        lines += ["", f"## Content-matched pairs: share of pairs whose AI edit scores above its input photo "
+                  f"(recipe {pairs['fake_above_real']:.3f}, baseline {base.get('fake_above_real', float('nan')):.3f})",
+                  ""]
+        rows = [{"edit": k, "pairs": v["pairs"], "changed fraction": v["changed_fraction"],
+                 "fake above real": v["fake_above_real"],
+                 "baseline": base.get(group, {}).get(k, {}).get("fake_above_real")}
+                for group in ("by_edit", "by_change") for k, v in pairs[group].items()]
+        lines.append(markdown_table(rows, ["edit", "pairs", "changed fraction", "fake above real", "baseline"]))
     lines += ["", "## Folds", ""]
     lines.append(markdown_table([{"fold": fi["fold"], "families": ", ".join(fi["families"]),
                                   "real sources": ", ".join(fi["real_sources"]), "test": fi["n_test"],

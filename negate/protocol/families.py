@@ -210,9 +210,7 @@ def _summary(pooled: _Pooled, records, y, is_camera, is_photo, pairs_records, vi
 
 def pairs_mean_prob(pooled: _Pooled) -> np.ndarray:
     """Each pairs image's probability averaged over the fold models (NaN where no fold scored it)."""
-    stacked = np.vstack(pooled.pairs)
-    with np.errstate(all="ignore"):
-        return np.where(np.isnan(stacked).all(0), np.nan, np.nanmean(np.where(np.isnan(stacked), np.nan, stacked), 0))
+    return np.nanmean(np.vstack(pooled.pairs), axis=0)
 
 
 def pairs_won(pairs_records, prob: np.ndarray) -> dict:

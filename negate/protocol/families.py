@@ -232,7 +232,7 @@ def pairs_won(pairs_records, prob: np.ndarray) -> dict:
     by_edit: dict = defaultdict(list)
     by_change: dict = defaultdict(list)
     for won, rec in done:
-        by_edit[rec.extra.get("edit") or "?"].append((won, rec))
+        by_edit[rec.extra.get("edit") or "unspecified"].append((won, rec))
         c = rec.extra.get("changed_fraction")
         if c not in (None, ""):
             by_change["changed < 0.5" if float(c) < 0.5 else "changed >= 0.5"].append((won, rec))

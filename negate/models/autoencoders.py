@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from negate.models.encoders import _snapshot_revision, _to_plain
+from negate.models.encoders import _snapshot_revision, _to_plain, config_value
 from negate.models.hub import fetch_snapshot
 from negate.models.taef2 import TinyAutoencoder
 from negate.plugins import AUTOENCODERS, specs_from_config_group
@@ -169,9 +169,7 @@ def create_autoencoder(
     if cls is None:  # TAEF2: offline weights (weights_dir, NEGATE_TAEF2_DIR or shared/models/taef2), no hub call
         from negate.models.taef2 import load_taef2
 
-        weights_dir = overrides.get("weights_dir") or (
-            None if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg).get("weights_dir"))
-        return load_taef2(weights_dir, pretrained=pretrained, seed=seed)
+        return load_taef2(config_value(name_or_cfg, overrides, "weights_dir"), pretrained=pretrained, seed=seed)
     if pretrained:
         path = fetch_snapshot(spec.repo_id, subfolder=spec.subfolder, gated=spec.gated,
                               patterns=None if spec.subfolder else ["*.json", "*.safetensors"])

@@ -143,6 +143,13 @@ def _to_plain(cfg: Any) -> dict:
         raise TypeError(f"expected an encoder name or config mapping, got {type(cfg).__name__}") from None
 
 
+def config_value(name_or_cfg: str | Mapping | Any, overrides: Mapping, key: str) -> Any:
+    """``key`` from the overrides, else from a config given as a mapping (a bare registry name has none)."""
+    if overrides.get(key):
+        return overrides[key]
+    return None if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg).get(key)
+
+
 def resolve_spec(name_or_cfg: str | Mapping | Any, **overrides: Any) -> tuple[EncoderSpec, dict]:
     """Registry spec for a name or config, with config/override fields applied; also returns the documented values."""
     cfg = {"name": name_or_cfg} if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg)
@@ -410,9 +417,7 @@ def create_encoder(
     """
     spec, documented = resolve_spec(name_or_cfg, **overrides)
     if spec.backend == "finetuned":
-        weights_dir = overrides.get("weights_dir") or (
-            None if isinstance(name_or_cfg, str) else _to_plain(name_or_cfg).get("weights_dir"))
-        return _build_finetuned(spec, weights_dir)
+        return _build_finetuned(spec, config_value(name_or_cfg, overrides, "weights_dir"))
     builder = _BUILDERS[spec.backend]
     if pretrained:
         enc = builder(spec, True)

@@ -221,22 +221,25 @@ def pairs_won(pairs_records, prob: np.ndarray) -> dict:
     by_pair: dict = defaultdict(dict)
     for rec, pr in zip(pairs_records, prob):
         by_pair[rec.extra.get("pair", rec.path)][rec.label] = (pr, rec)
-    done = [(v[1][0] > v[0][0], v[1][1]) for v in by_pair.values()
-            if 0 in v and 1 in v and not np.isnan([v[0][0], v[1][0]]).any()]
+    by_edit: dict = defaultdict(list)  # (fake above real, changed fraction or None) per complete pair
+    by_change: dict = defaultdict(list)
+    for v in by_pair.values():
+        if 0 not in v or 1 not in v or np.isnan([v[0][0], v[1][0]]).any():
+            continue
+        fake = v[1][1]
+        raw = fake.extra.get("changed_fraction")
+        item = (v[1][0] > v[0][0], None if raw in (None, "") else float(raw))
+        by_edit[fake.extra.get("edit") or "unspecified"].append(item)
+        if item[1] is not None:
+            by_change["changed < 0.5" if item[1] < 0.5 else "changed >= 0.5"].append(item)
 
     def share(items) -> dict:
-        changed = [float(c) for _, r in items if (c := r.extra.get("changed_fraction")) not in (None, "")]
+        changed = [c for _, c in items if c is not None]
         return {"pairs": len(items), "fake_above_real": float(np.mean([w for w, _ in items])),
                 "changed_fraction": float(np.mean(changed)) if changed else float("nan")}
 
-    by_edit: dict = defaultdict(list)
-    by_change: dict = defaultdict(list)
-    for won, rec in done:
-        by_edit[rec.extra.get("edit") or "unspecified"].append((won, rec))
-        c = rec.extra.get("changed_fraction")
-        if c not in (None, ""):
-            by_change["changed < 0.5" if float(c) < 0.5 else "changed >= 0.5"].append((won, rec))
-    return {"fake_above_real": float(np.mean([w for w, _ in done])) if done else float("nan"),
+    wins = [w for items in by_edit.values() for w, _ in items]
+    return {"fake_above_real": float(np.mean(wins)) if wins else float("nan"),
             "by_edit": {e: share(v) for e, v in sorted(by_edit.items())},
             "by_change": {k: share(v) for k, v in sorted(by_change.items())}}
 

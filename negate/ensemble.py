@@ -226,7 +226,8 @@ def member_folder(folder: Path, name: str) -> Path:
 
 
 def save_ensemble(folder: Path, fitted, save_member, threshold: float, uncertain: tuple[float, float],
-                  metrics: dict, card: dict, extra_files: dict[str, str] | None = None) -> Path:
+                  metrics: dict, card: dict, extra_files: dict[str, str] | None = None,
+                  operating_points: dict | None = None) -> Path:
     """Write each member with ``save_member(member_dir, fitted_member)`` (a complete model folder), then the ensemble
     folder itself like any model folder (:func:`negate.model_folder.save_model`), its detector pinning the members."""
     from negate.model_folder import save_model
@@ -235,7 +236,7 @@ def save_ensemble(folder: Path, fitted, save_member, threshold: float, uncertain
         member_folder(folder, m.name).mkdir()
         save_member(member_folder(folder, m.name), m)
     return save_model(Path(folder), fitted.detector, fitted.pipeline, fitted.runner.names, threshold, uncertain,
-                      metrics, card, extra_files)
+                      metrics, card, extra_files, operating_points=operating_points)
 
 
 def load_ensemble(folder: Path, load_member):

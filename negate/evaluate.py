@@ -18,6 +18,7 @@ from negate.ensemble import make_runner
 from negate.evaluation.metrics import binary_metrics
 from negate.featureset import load_feature_set
 from negate.model_folder import load_checked_model, read_training_images
+from negate.operating_points import DEFAULT, at_operating_point
 from negate.paths import CONFIG_DIR
 from negate.pipeline import register_resolvers
 from negate.protocol import check_protocol, cross_validate, report_path, robustness_sweep, write_split_report
@@ -54,6 +55,7 @@ def overlap_warning(overlap: dict, n: int, unseen: dict) -> str:
 
 def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
     model, families = load_checked_model(cfg.ckpt, model_roots(cfg), cfg.get("allow_remote_code", False))
+    model = at_operating_point(model, cfg.get("operating_point"))
     runner = make_runner(model.pipeline, cfg, families)
     fs = load_feature_set(cfg, runner, run_dir)
     prob = model.detector.predict_proba(fs.X)[:, 1]
@@ -68,7 +70,8 @@ def evaluate_model(cfg: DictConfig, run_dir: Path) -> dict:
         warnings.append(overlap_warning(overlap, len(fs.records), unseen))
         print(f"WARNING: {warnings[0]}", file=sys.stderr)
     robustness = robustness_sweep(runner, model.detector, fs.records, fs.y) if cfg.eval.robustness else None
-    extra = {"model": str(model.folder), "skipped": len(fs.skipped)}
+    extra = {"model": str(model.folder), "operating_point": model.info.get("operating_point", DEFAULT),
+             "skipped": len(fs.skipped)}
     if overlap is not None:
         extra["seen_in_training"] = {"n": int(overlap["seen"].sum()), "train": overlap["train"], "val": overlap["val"]}
     if unseen is not None:

@@ -37,6 +37,7 @@ from negate.ensemble import make_runner
 from negate.errors import InputError, NothingScoredError
 from negate.inputs import as_paths, collect_inputs
 from negate.model_folder import LoadedModel, load_checked_model
+from negate.operating_points import DEFAULT, at_operating_point, point_names
 from negate.paths import CONFIG_DIR
 from negate.pipeline import register_resolvers
 from negate.registry import model_roots
@@ -83,6 +84,7 @@ def predict(cfg: DictConfig, paths=(), progress: bool = True) -> tuple[list[dict
     if not given:
         raise InputError("no input: give files, folders or globs, e.g. negate infer photos/*.jpg")
     model, families = load_checked_model(cfg.ckpt, model_roots(cfg), cfg.get("allow_remote_code", False))
+    model = at_operating_point(model, cfg.get("operating_point"))
     inputs = collect_inputs(given)
     records = [ImageRecord(p) for p, reason in inputs if not reason]
     runner = make_runner(model.pipeline, cfg, families, progress=progress)
@@ -183,9 +185,12 @@ def summary(rows: list[dict], model: LoadedModel, skipped_csv: Path, min_side: i
                      "misses most AI images: read them as weak evidence")
     lo, hi = model.uncertain
     synthetic_from, human_below = max(hi, model.threshold), min(lo, model.threshold)
-    lines.append(f"model {model.folder}: threshold {model.threshold:.3f}; synthetic when p >= {synthetic_from:.3f}, "
-                 f"human when p < {human_below:.3f}, uncertain in between or when the image is under {min_side} px "
-                 "on its shorter side")
+    point = model.info.get("operating_point", DEFAULT)
+    others = [name for name in point_names(model.info) if name != point]
+    point_text = f"operating point {point}" + (f" (operating_point={'|'.join(others)} also)" if others else "")
+    lines.append(f"model {model.folder}, {point_text}: threshold {model.threshold:.3f}; synthetic when p >= "
+                 f"{synthetic_from:.3f}, human when p < {human_below:.3f}, uncertain in between or when the image is "
+                 f"under {min_side} px on its shorter side")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from negate import __version__
 from negate.classifiers.base import Detector, load_detector
+from negate.operating_points import card_lines
 
 SCHEMA_VERSION = 1
 CHECKSUMS = "checksums.sha256"
@@ -93,10 +94,12 @@ def save_model(
     card: dict,
     extra_files: dict[str, str] | None = None,
     artefacts: dict[str, Path] | None = None,
+    operating_points: dict[str, dict] | None = None,
 ) -> Path:
     """Write every artefact, then the checksums, then the card that lists them. ``extra_files``: name -> text
     (e.g. ``training_images.sha256``); ``artefacts``: name -> a file to copy into the folder (e.g. fine-tuned
-    network weights the pipeline loads from ``@model``)."""
+    network weights the pipeline loads from ``@model``); ``operating_points``: named thresholds beside the default
+    (:mod:`negate.operating_points`)."""
     import shutil
 
     folder = Path(folder)
@@ -115,6 +118,8 @@ def save_model(
         "uncertain": [float(uncertain[0]), float(uncertain[1])],
         "feature_names": list(feature_names),
     }
+    if operating_points:
+        model_info["operating_points"] = operating_points
     (folder / MODEL_JSON).write_text(json.dumps(model_info, indent=1, sort_keys=True))
     (folder / PIPELINE_YAML).write_text(yaml.safe_dump(pipeline, sort_keys=True))
     (folder / METRICS_JSON).write_text(json.dumps(metrics, indent=1, sort_keys=True, default=float))
@@ -140,6 +145,7 @@ def _card_text(folder: Path, detector: Detector, info: dict, metrics: dict, card
         f"- split: {card.get('split', '?')}",
         f"- decision threshold: {info['threshold']:.4f} (chosen on {card.get('threshold_rule', 'the validation split')});"
         f" uncertain band [{info['uncertain'][0]:.4f}, {info['uncertain'][1]:.4f})",
+        *card_lines(info.get("operating_points") or {}),
         f"- versions: negate {__version__}, python {platform.python_version()}, torch {torch.__version__}, "
         f"xgboost {xgboost.__version__}, numpy {numpy.__version__}",
         "",

@@ -97,7 +97,8 @@ def protocol_signature(cfg: DictConfig) -> str:
         "pipeline": pipeline,
         "augment": OmegaConf.to_container(cfg.augment, resolve=True),
         "classifier": {k: v for k, v in OmegaConf.to_container(cfg.classifier, resolve=True).items() if k != "n_jobs"},
-        "threshold": OmegaConf.to_container(cfg.threshold, resolve=True),
+        "threshold": {k: v for k, v in OmegaConf.to_container(cfg.threshold, resolve=True).items()
+                      if k != "operating_points"},  # stored beside the default; they do not change what is measured
     }
     from negate.finetune import without_neutral_defaults
 

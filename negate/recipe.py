@@ -86,11 +86,13 @@ def _labels(records: list[ImageRecord], kept: list[int]) -> np.ndarray:
     return np.array([records[i].label for i in kept], dtype=int)
 
 
-def threshold_view_scores(cfg: DictConfig, recipe: "FittedRecipe", val: list[ImageRecord]) -> dict:
-    """``{view: (labels, probabilities)}`` of the validation records seen through each of ``threshold.views``."""
+def threshold_view_scores(cfg: DictConfig, recipe: "FittedRecipe", val: list[ImageRecord],
+                          views: list[str] | None = None) -> dict:
+    """``{view: (labels, probabilities)}`` of the validation records seen through each of ``views`` (default:
+    ``threshold.views``)."""
     from negate.protocol import threshold_views
 
-    scored = {view: recipe.score(val, view) for view in threshold_views(cfg)}
+    scored = {view: recipe.score(val, view) for view in (threshold_views(cfg) if views is None else views)}
     return {view: (_labels(val, kept), prob) for view, (kept, prob) in scored.items() if kept}
 
 

@@ -27,6 +27,7 @@ from negate.model_folder import TRAINING_IMAGES, ModelFolderError, new_model_dir
 from negate.paths import CONFIG_DIR, PACKAGE_DIR
 from negate.pipeline import (MODEL_DIR_TOKEN, FeatureRunner, load_records, pipeline_from_cfg, protocol_signature,
                              register_resolvers)
+from negate.operating_points import fit_recipe_points
 from negate.protocol import (check_protocol, fit_threshold, holdout_split, robustness_sweep, threshold_rule,
                              write_split_report)
 from negate.protocol.loso import loso
@@ -114,7 +115,9 @@ def train(cfg: DictConfig) -> dict:
     p_val = detector.predict_proba(fs.X[va])[:, 1]
     p_test = detector.predict_proba(fs.X[te])[:, 1]
     fitted = FittedRecipe(runner, detector, 0.5, pipeline)
-    threshold, band = fit_threshold(cfg, y[va], p_val, threshold_view_scores(cfg, fitted, [fs.records[i] for i in va]))
+    val_records = [fs.records[i] for i in va]
+    threshold, band = fit_threshold(cfg, y[va], p_val, threshold_view_scores(cfg, fitted, val_records))
+    points = fit_recipe_points(cfg, fitted, val_records, y[va], p_val)
 
     test_records = [fs.records[i] for i in te]
     robustness = robustness_sweep(runner, detector, test_records, y[te]) if cfg.eval.robustness and len(te) else None
@@ -155,7 +158,7 @@ def train(cfg: DictConfig) -> dict:
     hashes = runner.hashes(fs.records)
     seen = training_images_text({"train": [hashes[i] for i in tr], "val": [hashes[i] for i in va]})
     save_model(model_dir, detector, pipeline, fs.names, threshold, band, metrics, card, {TRAINING_IMAGES: seen},
-               artefacts=artefacts)
+               artefacts=artefacts, operating_points=points)
     _write_predictions(run_dir / "test_predictions.csv", test_records, p_test)
 
     print_metrics_table(metrics, title=f"negate train: test split ({len(te)} images from unseen "
@@ -212,6 +215,7 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> dict:
     fitted = fit_ensemble(cfg, tr, va, run_dir / "members")
     kept_va, p_val = fitted.score(va)
     y_va = np.array([va[i].label for i in kept_va], dtype=int)
+    points = fit_recipe_points(cfg, fitted, va, y_va, p_val)
     kept_te, p_te = fitted.score(te)
     te_kept = [te[i] for i in kept_te]
     y_te = np.array([r.label for r in te_kept], dtype=int)
@@ -240,7 +244,7 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> dict:
     hashes = fitted.runner.hashes(tr + va)
     seen = training_images_text({"train": hashes[:len(tr)], "val": hashes[len(tr):]})
     save_ensemble(model_dir, fitted, _save_ensemble_member(tr, va, cfg), fitted.threshold, fitted.uncertain, metrics,
-                  card, extra_files={TRAINING_IMAGES: seen})
+                  card, extra_files={TRAINING_IMAGES: seen}, operating_points=points)
     print_metrics_table(metrics, title=f"negate train (ensemble): test split ({len(te)} images)")
     print(f"model folder: {model_dir}")
     metrics["model_dir"] = str(model_dir)

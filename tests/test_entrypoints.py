@@ -159,3 +159,46 @@ def test_python_dash_m_entry_points_print_their_job_config(module, args, expecte
                           text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert expected in proc.stdout
+
+
+def test_trained_model_stores_a_balanced_operating_point_that_infer_can_pick(trained):
+    out, model_dir, run_dir, _ = trained
+    info = json.loads((model_dir / "model.json").read_text())
+    balanced = info["operating_points"]["balanced"]
+    assert balanced["rule"].startswith("fpr (target FPR 0.05)") and 0.0 <= balanced["val_fpr"] <= 0.05
+    assert "operating point `balanced`" in (model_dir / "MODEL_CARD.md").read_text()
+    with open(run_dir / "test_predictions.csv") as fh:
+        path = next(csv.DictReader(fh))["path"]
+    proc = run(["infer", path, "-m", str(model_dir), "operating_point=balanced"], out)
+    assert f"operating point balanced (operating_point=default also): threshold {balanced['threshold']:.3f}" \
+        in proc.stdout
+    proc = run(["infer", path, "-m", str(model_dir), "operating_point=lenient"], out, check=False)
+    assert proc.returncode == 2 and "no operating point 'lenient'; it has: default, balanced" in proc.stderr
+    run(["evaluate", f"ckpt={model_dir}", "operating_point=balanced", *FAST, "eval.robustness=false"], out)
+    newest = max((out / "runs" / "evaluate").iterdir(), key=lambda p: p.stat().st_mtime)
+    report = json.loads((newest / "metrics.json").read_text())
+    assert report["operating_point"] == "balanced"
+    assert report["test"]["threshold"] == pytest.approx(balanced["threshold"])
+
+
+def test_add_operating_point_script_finds_the_validation_split_and_checks_it(trained, tmp_path):
+    import shutil
+
+    out, model_dir, _, _ = trained
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    script = [sys.executable, str(REPO / "scripts" / "add_operating_point.py"), str(folder)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NEGATE_HOME": str(out.parent / "home")}
+    sample = REPO / "negate" / "sample_data" / "MANIFEST.tsv"
+    proc = subprocess.run([*script, str(sample), "--name", "loose", "--target-fpr", "0.5",
+                           "--cache-dir", str(out / "cache")], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((folder / "model.json").read_text())
+    assert set(info["operating_points"]) == {"balanced", "loose"} and info["operating_points"]["loose"]["val_fpr"] <= 0.5
+    proc = run(["infer", str(sample.parent / "skimage_data"), "-m", str(folder), "operating_point=loose"], out)
+    assert "operating point loose (operating_point=default|balanced also)" in proc.stdout  # checksums still verify
+    other = tmp_path / "OTHER.tsv"  # not the data the model was trained on: refused, nothing written
+    other.write_text("path\tlabel\n" + "".join(f"{p}\treal\n" for p in sorted((sample.parent / "skimage_data").rglob("*.png"))))
+    before = (folder / "model.json").read_text()
+    proc = subprocess.run([*script, str(other), "--name", "other"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0 and "validation images" in proc.stderr and (folder / "model.json").read_text() == before

@@ -47,9 +47,9 @@ def threshold_views(cfg: DictConfig) -> list[str]:
 
 def threshold_rule(cfg: DictConfig) -> str:
     """The threshold rule in words, for model cards."""
-    views = threshold_views(cfg)
-    seen = f", also seen through {', '.join(views)}" if views else ""
-    return f"{cfg.threshold.method} (target FPR {cfg.threshold.target_fpr}) on the validation split{seen}"
+    from negate.operating_points import rule_text
+
+    return rule_text(cfg.threshold.method, cfg.threshold.target_fpr, threshold_views(cfg))
 
 
 def fit_threshold(cfg: DictConfig, y_val, p_val, view_scores: dict | None = None) -> tuple[float, tuple[float, float]]:

@@ -6,6 +6,9 @@ finished model rather than fold models: the shipped model never trained on the p
 
     python scripts/score_pairs.py ../shared/data/pairs/MANIFEST.tsv                       # the shipped model
     python scripts/score_pairs.py ../shared/data/pairs/MANIFEST.tsv -m negate/shipped_model/member_default
+    python scripts/score_pairs.py ../shared/data/pairs/MANIFEST.tsv --operating-point balanced
+
+It also counts the verdicts at the model's operating point (``--operating-point``, default: the model's own).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import csv
 import io
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +28,14 @@ from negate.data.records import load_manifest
 from negate.protocol.families import pairs_won
 
 
-def infer_probs(paths: list[str], model: str) -> dict[str, float]:
-    """``negate infer`` on ``paths`` (CSV on stdout): path -> probability, for the images it could score."""
+def infer_rows(paths: list[str], model: str, operating_point: str = "default") -> dict[str, tuple[float, str]]:
+    """``negate infer`` on ``paths`` (CSV on stdout): path -> (probability, verdict), for the images it could score."""
     cmd = [sys.executable, "-m", "negate.cli", "infer", *paths, "output=csv", "quiet=true", "provenance=off",
-           "-m", model]
+           f"operating_point={operating_point}", "-m", model]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise SystemExit(f"negate infer failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return {str(Path(r["path"]).resolve()): float(r["prob_synthetic"])
+    return {str(Path(r["path"]).resolve()): (float(r["prob_synthetic"]), r["verdict"])
             for r in csv.DictReader(io.StringIO(done.stdout)) if r["prob_synthetic"]}
 
 
@@ -39,15 +43,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path, help="pairs manifest: path, label, pair[, edit, changed_fraction]")
     parser.add_argument("-m", "--model", default="shipped", help="model folder, registered name, latest or shipped")
+    parser.add_argument("--operating-point", default="default", help="the model's operating point for the verdicts")
     args = parser.parse_args()
     records = load_manifest(args.manifest, source_from="column")
-    scored = infer_probs([r.path for r in records], args.model)
-    prob = np.array([scored.get(str(Path(r.path).resolve()), np.nan) for r in records])
+    scored = infer_rows([r.path for r in records], args.model, args.operating_point)
+    found = [scored.get(str(Path(r.path).resolve()), (np.nan, "error")) for r in records]
+    prob = np.array([p for p, _ in found])
     ok = ~np.isnan(prob)
     y = np.array([r.label for r in records])
     won = pairs_won(records, prob)
     print(f"{args.model}: {ok.sum()} of {len(records)} images scored; AUROC {roc_auc_score(y[ok], prob[ok]):.3f}; "
           f"AI edit above its input in {won['fake_above_real']:.1%} of pairs")
+    for label, name in ((1, "AI edits"), (0, "input photos")):
+        verdicts = Counter(v for (_, v), r in zip(found, records) if r.label == label)
+        print(f"operating point {args.operating_point}, {name}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
     print(f"{'edit':<18} {'pairs':>5} {'changed':>7} {'fake>real':>9}")
     for group in ("by_edit", "by_change"):
         for name, v in won[group].items():

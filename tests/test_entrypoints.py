@@ -86,6 +86,7 @@ def test_score_pairs_script_reads_a_pairs_manifest_per_edit(trained, tmp_path):
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "NEGATE_HOME": str(out.parent / "home")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "4 of 4 images scored" in proc.stdout and "changed < 0.5" in proc.stdout
+    assert "operating point default, AI edits: " in proc.stdout and "operating point default, input photos: " in proc.stdout
     assert any(line.split()[:2] == ["inpaint", "2"] for line in proc.stdout.splitlines())
 
 

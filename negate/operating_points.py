@@ -104,7 +104,7 @@ def card_lines(points: dict[str, dict]) -> list[str]:
     return [f"- operating point `{name}` (`negate infer operating_point={name}`): threshold {p['threshold']:.4f} "
             f"(chosen on {p['rule']}); uncertain band [{p['uncertain'][0]:.4f}, {p['uncertain'][1]:.4f}); on the "
             f"validation originals FPR {p['val_fpr']:.3f}, TPR {p['val_tpr']:.3f}"
-            for name, p in sorted(points.items())]
+            + (f"; {p['note']}" if p.get("note") else "") for name, p in sorted(points.items())]
 
 
 def add_operating_point(folder: str | Path, name: str, entry: dict) -> None:

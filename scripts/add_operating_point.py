@@ -8,7 +8,7 @@ of the folder's ``metrics.json`` (so the split is the one the model was fitted b
 threshold whose FPR on the validation reals is at most ``--target-fpr`` as operating point ``--name``.
 
     python scripts/add_operating_point.py negate/shipped_model ../shared/data/dev/MANIFEST.tsv --name balanced \\
-        --target-fpr 0.05
+        --target-fpr 0.05 --note "family protocol: ..."
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--target-fpr", type=float, default=0.05, help="FPR bound on the validation reals")
     parser.add_argument("--uncertain-margin", type=float, default=0.1, help="half-width of the uncertain band at 0.5")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default: negate infer's)")
+    parser.add_argument("--note", default="", help="what was measured of this point elsewhere, for the model card")
     args = parser.parse_args()
 
     y, p = validation_scores(args.model, args.manifest, args.cache_dir)
@@ -75,6 +76,8 @@ def main() -> None:
     threshold = choose_threshold(y, p, "fpr", args.target_fpr)
     entry = point_entry(threshold, uncertain_band(threshold, args.uncertain_margin),
                         rule_text("fpr", args.target_fpr, []), y, p)
+    if args.note:
+        entry["note"] = args.note
     add_operating_point(args.model, args.name, entry)
     print(f"{args.model}: operating point {args.name!r} at threshold {threshold:.4f} (validation AUROC {auroc:.4f}, "
           f"as recorded; FPR {entry['val_fpr']:.3f}, TPR {entry['val_tpr']:.3f} on {len(y)} images)", file=sys.stderr)

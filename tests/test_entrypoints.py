@@ -191,9 +191,10 @@ def test_add_operating_point_script_finds_the_validation_split_and_checks_it(tra
     script = [sys.executable, str(REPO / "scripts" / "add_operating_point.py"), str(folder)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NEGATE_HOME": str(out.parent / "home")}
     sample = REPO / "negate" / "sample_data" / "MANIFEST.tsv"
-    proc = subprocess.run([*script, str(sample), "--name", "loose", "--target-fpr", "0.5",
+    proc = subprocess.run([*script, str(sample), "--name", "loose", "--target-fpr", "0.5", "--note", "measured: none",
                            "--cache-dir", str(out / "cache")], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "TPR" in (folder / "MODEL_CARD.md").read_text().split("operating point `loose`")[1].split("; measured: none")[0]
     info = json.loads((folder / "model.json").read_text())
     assert set(info["operating_points"]) == {"balanced", "loose"} and info["operating_points"]["loose"]["val_fpr"] <= 0.5
     proc = run(["infer", str(sample.parent / "skimage_data"), "-m", str(folder), "operating_point=loose"], out)

@@ -187,7 +187,7 @@ def summary(rows: list[dict], model: LoadedModel, skipped_csv: Path, min_side: i
     synthetic_from, human_below = max(hi, model.threshold), min(lo, model.threshold)
     point = model.info.get("operating_point", DEFAULT)
     others = [name for name in point_names(model.info) if name != point]
-    point_text = f"operating point {point}" + (f" (operating_point={'|'.join(others)} also)" if others else "")
+    point_text = f"operating point {point}" + (f" (also stored: {', '.join(others)})" if others else "")
     lines.append(f"model {model.folder}, {point_text}: threshold {model.threshold:.3f}; synthetic when p >= "
                  f"{synthetic_from:.3f}, human when p < {human_below:.3f}, uncertain in between or when the image is "
                  f"under {min_side} px on its shorter side")

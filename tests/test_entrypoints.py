@@ -171,8 +171,7 @@ def test_trained_model_stores_a_balanced_operating_point_that_infer_can_pick(tra
     with open(run_dir / "test_predictions.csv") as fh:
         path = next(csv.DictReader(fh))["path"]
     proc = run(["infer", path, "-m", str(model_dir), "operating_point=balanced"], out)
-    assert f"operating point balanced (operating_point=default also): threshold {balanced['threshold']:.3f}" \
-        in proc.stdout
+    assert f"operating point balanced (also stored: default): threshold {balanced['threshold']:.3f}" in proc.stdout
     proc = run(["infer", path, "-m", str(model_dir), "operating_point=lenient"], out, check=False)
     assert proc.returncode == 2 and "no operating point 'lenient'; it has: default, balanced" in proc.stderr
     run(["evaluate", f"ckpt={model_dir}", "operating_point=balanced", *FAST, "eval.robustness=false"], out)
@@ -198,7 +197,7 @@ def test_add_operating_point_script_finds_the_validation_split_and_checks_it(tra
     info = json.loads((folder / "model.json").read_text())
     assert set(info["operating_points"]) == {"balanced", "loose"} and info["operating_points"]["loose"]["val_fpr"] <= 0.5
     proc = run(["infer", str(sample.parent / "skimage_data"), "-m", str(folder), "operating_point=loose"], out)
-    assert "operating point loose (operating_point=default|balanced also)" in proc.stdout  # checksums still verify
+    assert "operating point loose (also stored: default, balanced)" in proc.stdout  # checksums still verify
     other = tmp_path / "OTHER.tsv"  # not the data the model was trained on: refused, nothing written
     other.write_text("path\tlabel\n" + "".join(f"{p}\treal\n" for p in sorted((sample.parent / "skimage_data").rglob("*.png"))))
     before = (folder / "model.json").read_text()

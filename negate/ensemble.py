@@ -29,7 +29,7 @@ from negate.pipeline import FeatureRunner
 # the keys a named recipe sets; everything else (data, paths, seed, split, threshold, cv, ...) comes from the caller
 RECIPE_KEYS = ("feature", "encoder", "ae", "classifier", "finetune", "aligned", "patches", "augment")
 MEMBERS_SHA256 = "members.sha256"  # sha256 of each member folder's checksums.sha256
-COMBINES = ("mean_logit", "mean_z")
+COMBINES = ("mean_logit", "mean_z", "max_z")
 
 
 def ensemble_members(cfg: DictConfig) -> list[str]:
@@ -76,7 +76,8 @@ def member_cfg(cfg: DictConfig, name: str) -> DictConfig:
 def ensemble_combine(cfg: DictConfig) -> str:
     """``mean_logit``: the members' logits averaged as they are. ``mean_z``: each member's logit first standardised by
     the mean and standard deviation of its logits on the validation split's reals, so a member whose scale drifts
-    between fits (a fine-tuned network) neither dominates nor fades."""
+    between fits (a fine-tuned network) neither dominates nor fades. ``max_z``: the highest of those standardised
+    logits, so one member that sees a trace the others miss (a local edit) decides."""
     combine = str((cfg.get("ensemble") or {}).get("combine") or "mean_logit")
     if combine not in COMBINES:
         raise ValueError(f"ensemble.combine must be one of {COMBINES}, got {combine!r}")
@@ -128,12 +129,16 @@ class EnsembleRunner:
 
 class EnsembleDetector:
     """Mean logit of the member detectors, each on its own block of columns; with ``scales`` (member -> (centre,
-    scale), combine ``mean_z``) each member's logit is standardised first."""
+    scale), combine ``mean_z``) each member's logit is standardised first; ``reduce="max"`` (combine ``max_z``, with
+    scales) takes the highest standardised logit instead of the mean."""
 
     kind = "ensemble"
 
     def __init__(self, members: dict[str, object], widths: list[int],
-                 scales: dict[str, tuple[float, float]] | None = None):
+                 scales: dict[str, tuple[float, float]] | None = None, reduce: str = "mean"):
+        if reduce not in ("mean", "max") or (reduce == "max" and not scales):
+            raise ValueError(f"ensemble reduce must be mean, or max with scales; got {reduce!r}")
+        self.reduce = reduce
         self.members = members  # name -> fitted detector
         self.widths = widths
         self.n_features_ = int(sum(widths))
@@ -153,11 +158,13 @@ class EnsembleDetector:
         logits = self.member_logits(X)
         if self.scales is not None:
             logits = {m: (z - self.scales[m][0]) / self.scales[m][1] for m, z in logits.items()}
-        p = 1 / (1 + np.exp(-np.mean(list(logits.values()), axis=0)))
+        reduce = np.max if self.reduce == "max" else np.mean
+        p = 1 / (1 + np.exp(-reduce(list(logits.values()), axis=0)))
         return np.column_stack([1 - p, p])
 
     def params(self) -> dict:
-        return {"members": list(self.members), "combine": "mean_logit" if self.scales is None else "mean_z"}
+        combine = "mean_logit" if self.scales is None else ("max_z" if self.reduce == "max" else "mean_z")
+        return {"members": list(self.members), "combine": combine}
 
     def state(self) -> dict:
         state = {"n_features": self.n_features_, "widths": list(self.widths)}
@@ -198,8 +205,9 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     fitted = FittedRecipe(runner, detector, 0.5, runner.pipeline, base_view)
     kept, table = runner.features(val, compose_view("", base_view))
     y_val = np.array([val[i].label for i in kept], dtype=int)
-    if combine == "mean_z":
+    if combine in ("mean_z", "max_z"):
         detector.scales = real_logit_scales(detector.member_logits(table.X) if kept else {}, y_val)
+        detector.reduce = "max" if combine == "max_z" else "mean"
     p_val = detector.predict_proba(table.X)[:, 1] if kept else np.zeros(0)
     fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val, threshold_view_scores(cfg, fitted, val))
     fitted.members = members
@@ -270,7 +278,9 @@ def load_ensemble(folder: Path, load_member):
     if len(members) < 2:
         raise ModelFolderError(f"{folder}: an ensemble needs at least two members, found {names}")
     scales = (info.get("detector") or {}).get("state", {}).get("scales")
-    detector = EnsembleDetector(detectors, widths, {m: tuple(v) for m, v in scales.items()} if scales else None)
+    reduce = "max" if (info.get("detector") or {}).get("params", {}).get("combine") == "max_z" else "mean"
+    detector = EnsembleDetector(detectors, widths, {m: tuple(v) for m, v in scales.items()} if scales else None,
+                                reduce)
     feature_names = [f"{m}/{n}" for m, (model, _) in members.items() for n in model.feature_names]
     model = LoadedModel(folder, detector, pipeline, feature_names, info["threshold"], tuple(info["uncertain"]), info)
     return model, members

@@ -217,14 +217,35 @@ def test_mean_z_standardises_each_member_by_its_validation_reals():
         real_logit_scales(logits, np.ones_like(y))
 
 
-def test_a_mean_z_ensemble_folder_keeps_its_scales(tmp_path, image_folder):
+def test_max_z_takes_the_highest_standardised_member_logit():
+    from sklearn.linear_model import LogisticRegression
+
+    from negate.ensemble import EnsembleDetector, real_logit_scales
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(120, 2))
+    y = (X[:, 0] > 0).astype(int)
+    members = {"a": LogisticRegression().fit(X[:, :1], y), "b": LogisticRegression().fit(X[:, 1:], y)}
+    scales = real_logit_scales(EnsembleDetector(members, [1, 1]).member_logits(X), y)
+    top = EnsembleDetector(members, [1, 1], scales, reduce="max")
+    logits = top.member_logits(X)
+    expected = np.max([(logits[m] - c) / s for m, (c, s) in scales.items()], axis=0)
+    np.testing.assert_allclose(top.predict_proba(X)[:, 1], 1 / (1 + np.exp(-expected)), rtol=1e-9)
+    assert top.params()["combine"] == "max_z"
+    with pytest.raises(ValueError, match="max with scales"):
+        EnsembleDetector(members, [1, 1], reduce="max")
+
+
+@pytest.mark.parametrize("combine", ["mean_z", "max_z"])
+def test_a_standardised_ensemble_folder_keeps_its_scales_and_rule(tmp_path, image_folder, combine):
     from negate.model_folder import load_checked_model
     from negate.train import train
 
-    metrics = train(_train_cfg(tmp_path, image_folder, ["ensemble.combine=mean_z"]))
+    metrics = train(_train_cfg(tmp_path, image_folder, [f"ensemble.combine={combine}"]))
     info = json.loads((Path(metrics["model_dir"]) / "model.json").read_text())
     scales = info["detector"]["state"]["scales"]
-    assert set(scales) == {"handcrafted", "finetuned_no_aligned"} and info["detector"]["params"]["combine"] == "mean_z"
+    assert set(scales) == {"handcrafted", "finetuned_no_aligned"} and info["detector"]["params"]["combine"] == combine
     model, _ = load_checked_model(str(metrics["model_dir"]), [])
     assert model.detector.scales == {m: tuple(v) for m, v in scales.items()}
-    assert model.pipeline["ensemble"]["combine"] == "mean_z"
+    assert model.detector.reduce == ("max" if combine == "max_z" else "mean")
+    assert model.pipeline["ensemble"]["combine"] == combine

@@ -29,7 +29,8 @@ from negate.pipeline import FeatureRunner
 # the keys a named recipe sets; everything else (data, paths, seed, split, threshold, cv, ...) comes from the caller
 RECIPE_KEYS = ("feature", "encoder", "ae", "classifier", "finetune", "aligned", "patches", "augment")
 MEMBERS_SHA256 = "members.sha256"  # sha256 of each member folder's checksums.sha256
-COMBINES = ("mean_logit", "mean_z", "max_z")
+COMBINES = ("mean_logit", "mean_z", "max_z", "stack_z")
+REDUCE_OF = {"mean_logit": "mean", "mean_z": "mean", "max_z": "max", "stack_z": "stack"}
 
 
 def ensemble_members(cfg: DictConfig) -> list[str]:
@@ -77,7 +78,8 @@ def ensemble_combine(cfg: DictConfig) -> str:
     """``mean_logit``: the members' logits averaged as they are. ``mean_z``: each member's logit first standardised by
     the mean and standard deviation of its logits on the validation split's reals, so a member whose scale drifts
     between fits (a fine-tuned network) neither dominates nor fades. ``max_z``: the highest of those standardised
-    logits, so one member that sees a trace the others miss (a local edit) decides."""
+    logits, so one member that sees a trace the others miss (a local edit) decides. ``stack_z``: a logistic regression
+    on those standardised logits, fitted on the validation split (the members' weights learned, not fixed)."""
     combine = str((cfg.get("ensemble") or {}).get("combine") or "mean_logit")
     if combine not in COMBINES:
         raise ValueError(f"ensemble.combine must be one of {COMBINES}, got {combine!r}")
@@ -130,15 +132,20 @@ class EnsembleRunner:
 class EnsembleDetector:
     """Mean logit of the member detectors, each on its own block of columns; with ``scales`` (member -> (centre,
     scale), combine ``mean_z``) each member's logit is standardised first; ``reduce="max"`` (combine ``max_z``, with
-    scales) takes the highest standardised logit instead of the mean."""
+    scales) takes the highest standardised logit instead of the mean, ``reduce="stack"`` (combine ``stack_z``) their
+    weighted sum with ``weights`` (member -> weight, and a bias) fitted on the validation split."""
 
     kind = "ensemble"
 
     def __init__(self, members: dict[str, object], widths: list[int],
-                 scales: dict[str, tuple[float, float]] | None = None, reduce: str = "mean"):
-        if reduce not in ("mean", "max") or (reduce == "max" and not scales):
-            raise ValueError(f"ensemble reduce must be mean, or max with scales; got {reduce!r}")
+                 scales: dict[str, tuple[float, float]] | None = None, reduce: str = "mean",
+                 weights: dict[str, float] | None = None):
+        if reduce not in ("mean", "max", "stack") or (reduce != "mean" and not scales) \
+                or ((reduce == "stack") != bool(weights)):
+            raise ValueError(f"ensemble reduce must be mean, max with scales, or stack with scales and weights; "
+                             f"got {reduce!r}")
         self.reduce = reduce
+        self.weights = dict(weights) if weights else None
         self.members = members  # name -> fitted detector
         self.widths = widths
         self.n_features_ = int(sum(widths))
@@ -158,18 +165,24 @@ class EnsembleDetector:
         logits = self.member_logits(X)
         if self.scales is not None:
             logits = {m: (z - self.scales[m][0]) / self.scales[m][1] for m, z in logits.items()}
-        reduce = np.max if self.reduce == "max" else np.mean
-        p = 1 / (1 + np.exp(-reduce(list(logits.values()), axis=0)))
+        if self.reduce == "stack":
+            z = self.weights.get("bias", 0.0) + sum(self.weights[m] * v for m, v in logits.items())
+        else:
+            z = (np.max if self.reduce == "max" else np.mean)(list(logits.values()), axis=0)
+        p = 1 / (1 + np.exp(-z))
         return np.column_stack([1 - p, p])
 
     def params(self) -> dict:
-        combine = "mean_logit" if self.scales is None else ("max_z" if self.reduce == "max" else "mean_z")
+        combine = "mean_logit" if self.scales is None else {v: k for k, v in REDUCE_OF.items() if k != "mean_logit"}[
+            self.reduce]
         return {"members": list(self.members), "combine": combine}
 
     def state(self) -> dict:
         state = {"n_features": self.n_features_, "widths": list(self.widths)}
         if self.scales is not None:
             state["scales"] = {m: [float(c), float(s)] for m, (c, s) in self.scales.items()}
+        if self.weights is not None:
+            state["weights"] = {m: float(w) for m, w in self.weights.items()}
         return state
 
     def save(self, folder: Path) -> list[str]:
@@ -205,13 +218,28 @@ def fit_ensemble(cfg: DictConfig, train: list[ImageRecord], val: list[ImageRecor
     fitted = FittedRecipe(runner, detector, 0.5, runner.pipeline, base_view)
     kept, table = runner.features(val, compose_view("", base_view))
     y_val = np.array([val[i].label for i in kept], dtype=int)
-    if combine in ("mean_z", "max_z"):
-        detector.scales = real_logit_scales(detector.member_logits(table.X) if kept else {}, y_val)
-        detector.reduce = "max" if combine == "max_z" else "mean"
+    if combine != "mean_logit":
+        logits = detector.member_logits(table.X) if kept else {}
+        detector.scales = real_logit_scales(logits, y_val)
+        detector.reduce = REDUCE_OF[combine]
+        if combine == "stack_z":
+            detector.weights = stack_weights(logits, y_val, detector.scales)
     p_val = detector.predict_proba(table.X)[:, 1] if kept else np.zeros(0)
     fitted.threshold, fitted.uncertain = fit_threshold(cfg, y_val, p_val, threshold_view_scores(cfg, fitted, val))
     fitted.members = members
     return fitted
+
+
+def stack_weights(logits: dict[str, np.ndarray], y: np.ndarray, scales: dict) -> dict[str, float]:
+    """Member weights and a bias: a class-balanced logistic regression on the standardised validation logits."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(y)) < 2:
+        raise ValueError("ensemble.combine=stack_z needs both classes in the validation split")
+    names = list(logits)
+    Z = np.column_stack([(logits[m] - scales[m][0]) / scales[m][1] for m in names])
+    fit = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(Z, y)
+    return {**{m: float(w) for m, w in zip(names, fit.coef_[0])}, "bias": float(fit.intercept_[0])}
 
 
 def real_logit_scales(logits: dict[str, np.ndarray], y: np.ndarray) -> dict[str, tuple[float, float]]:
@@ -278,9 +306,10 @@ def load_ensemble(folder: Path, load_member):
     if len(members) < 2:
         raise ModelFolderError(f"{folder}: an ensemble needs at least two members, found {names}")
     scales = (info.get("detector") or {}).get("state", {}).get("scales")
-    reduce = "max" if (info.get("detector") or {}).get("params", {}).get("combine") == "max_z" else "mean"
+    saved = info.get("detector") or {}
+    reduce = REDUCE_OF.get(saved.get("params", {}).get("combine", "mean_logit"), "mean")
     detector = EnsembleDetector(detectors, widths, {m: tuple(v) for m, v in scales.items()} if scales else None,
-                                reduce)
+                                reduce, saved.get("state", {}).get("weights"))
     feature_names = [f"{m}/{n}" for m, (model, _) in members.items() for n in model.feature_names]
     model = LoadedModel(folder, detector, pipeline, feature_names, info["threshold"], tuple(info["uncertain"]), info)
     return model, members

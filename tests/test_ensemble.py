@@ -236,7 +236,28 @@ def test_max_z_takes_the_highest_standardised_member_logit():
         EnsembleDetector(members, [1, 1], reduce="max")
 
 
-@pytest.mark.parametrize("combine", ["mean_z", "max_z"])
+def test_stack_z_learns_member_weights_on_the_validation_split():
+    from sklearn.linear_model import LogisticRegression
+
+    from negate.ensemble import EnsembleDetector, real_logit_scales, stack_weights
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 2))
+    y = (X[:, 0] + rng.normal(scale=0.3, size=300) > 0).astype(int)  # only the first member's column carries the label
+    members = {"useful": LogisticRegression().fit(X[:, :1], y), "noise": LogisticRegression().fit(X[:, 1:], y)}
+    logits = EnsembleDetector(members, [1, 1]).member_logits(X)
+    scales = real_logit_scales(logits, y)
+    weights = stack_weights(logits, y, scales)
+    assert set(weights) == {"useful", "noise", "bias"} and weights["useful"] > 5 * abs(weights["noise"])
+    stacked = EnsembleDetector(members, [1, 1], scales, reduce="stack", weights=weights)
+    z = weights["bias"] + sum(weights[m] * (logits[m] - c) / s for m, (c, s) in scales.items())
+    np.testing.assert_allclose(stacked.predict_proba(X)[:, 1], 1 / (1 + np.exp(-z)), rtol=1e-9)
+    assert stacked.params()["combine"] == "stack_z" and stacked.state()["weights"] == weights
+    with pytest.raises(ValueError, match="stack with scales and weights"):
+        EnsembleDetector(members, [1, 1], scales, reduce="stack")
+
+
+@pytest.mark.parametrize("combine", ["mean_z", "max_z", "stack_z"])
 def test_a_standardised_ensemble_folder_keeps_its_scales_and_rule(tmp_path, image_folder, combine):
     from negate.model_folder import load_checked_model
     from negate.train import train
@@ -247,5 +268,6 @@ def test_a_standardised_ensemble_folder_keeps_its_scales_and_rule(tmp_path, imag
     assert set(scales) == {"handcrafted", "finetuned_no_aligned"} and info["detector"]["params"]["combine"] == combine
     model, _ = load_checked_model(str(metrics["model_dir"]), [])
     assert model.detector.scales == {m: tuple(v) for m, v in scales.items()}
-    assert model.detector.reduce == ("max" if combine == "max_z" else "mean")
+    assert model.detector.reduce == {"mean_z": "mean", "max_z": "max", "stack_z": "stack"}[combine]
+    assert (model.detector.weights is not None) == (combine == "stack_z")
     assert model.pipeline["ensemble"]["combine"] == combine

@@ -86,6 +86,15 @@ def ensemble_combine(cfg: DictConfig) -> str:
     return combine
 
 
+COMBINE_TEXT = {
+    "mean_logit": "mean of the members' logits (equal weights)",
+    "mean_z": "mean of the members' logits, each standardised by its validation reals (equal weights)",
+    "max_z": "highest of the members' logits, each standardised by its validation reals",
+    "stack_z": "weighted sum of the members' logits, each standardised by its validation reals, the weights fitted on "
+               "the validation split",
+}
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))

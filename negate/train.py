@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from negate.cache import ensure_writable
 from negate.data.records import ImageRecord
-from negate.ensemble import fit_ensemble, save_ensemble
+from negate.ensemble import COMBINE_TEXT, ensemble_combine, fit_ensemble, save_ensemble
 from negate.errors import InputError
 from negate.evaluation.metrics import binary_metrics
 from negate.featureset import FeatureSet, load_feature_set, make_detector, write_skipped
@@ -234,7 +234,7 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> dict:
                 f"{len(skipped)} skipped)",
         "split": f"group_by={cfg.split.group_by}, val={cfg.split.val_fraction}, test={cfg.split.test_fraction}, seed={cfg.seed}",
         "threshold_rule": threshold_rule(cfg),
-        "sections": {"Ensemble": f"{', '.join(members)}: mean of the members' logits (equal weights), each member a "
+        "sections": {"Ensemble": f"{', '.join(members)}: {COMBINE_TEXT[ensemble_combine(cfg)]}, each member a "
                                  "complete model folder below (`member_<name>/`)",
                      "Training data": licence_line(tr + va) + training_data_note(cfg)},
     }

@@ -270,4 +270,7 @@ def test_a_standardised_ensemble_folder_keeps_its_scales_and_rule(tmp_path, imag
     assert model.detector.scales == {m: tuple(v) for m, v in scales.items()}
     assert model.detector.reduce == {"mean_z": "mean", "max_z": "max", "stack_z": "stack"}[combine]
     assert (model.detector.weights is not None) == (combine == "stack_z")
+    card = (Path(metrics["model_dir"]) / "MODEL_CARD.md").read_text()
+    assert {"mean_z": "mean of the members' logits, each standardised", "max_z": "highest of the members' logits",
+            "stack_z": "the weights fitted on the validation split"}[combine] in card
     assert model.pipeline["ensemble"]["combine"] == combine

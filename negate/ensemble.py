@@ -31,6 +31,7 @@ RECIPE_KEYS = ("feature", "encoder", "ae", "classifier", "finetune", "aligned", 
 MEMBERS_SHA256 = "members.sha256"  # sha256 of each member folder's checksums.sha256
 COMBINES = ("mean_logit", "mean_z", "max_z", "stack_z")
 REDUCE_OF = {"mean_logit": "mean", "mean_z": "mean", "max_z": "max", "stack_z": "stack"}
+STANDARDISED_COMBINE = {"mean": "mean_z", "max": "max_z", "stack": "stack_z"}  # the combine a scaled detector saves
 
 
 def ensemble_members(cfg: DictConfig) -> list[str]:
@@ -182,8 +183,7 @@ class EnsembleDetector:
         return np.column_stack([1 - p, p])
 
     def params(self) -> dict:
-        combine = "mean_logit" if self.scales is None else {v: k for k, v in REDUCE_OF.items() if k != "mean_logit"}[
-            self.reduce]
+        combine = "mean_logit" if self.scales is None else STANDARDISED_COMBINE[self.reduce]
         return {"members": list(self.members), "combine": combine}
 
     def state(self) -> dict:
@@ -314,11 +314,11 @@ def load_ensemble(folder: Path, load_member):
         widths.append(len(model.feature_names))
     if len(members) < 2:
         raise ModelFolderError(f"{folder}: an ensemble needs at least two members, found {names}")
-    scales = (info.get("detector") or {}).get("state", {}).get("scales")
     saved = info.get("detector") or {}
+    state = saved.get("state", {})
     reduce = REDUCE_OF.get(saved.get("params", {}).get("combine", "mean_logit"), "mean")
-    detector = EnsembleDetector(detectors, widths, {m: tuple(v) for m, v in scales.items()} if scales else None,
-                                reduce, saved.get("state", {}).get("weights"))
+    scales = {m: tuple(v) for m, v in state["scales"].items()} if state.get("scales") else None
+    detector = EnsembleDetector(detectors, widths, scales, reduce, state.get("weights"))
     feature_names = [f"{m}/{n}" for m, (model, _) in members.items() for n in model.feature_names]
     model = LoadedModel(folder, detector, pipeline, feature_names, info["threshold"], tuple(info["uncertain"]), info)
     return model, members

@@ -56,7 +56,8 @@ def main() -> None:
           f"AI edit above its input in {won['fake_above_real']:.1%} of pairs")
     for label, name in ((1, "AI edits"), (0, "input photos")):
         verdicts = Counter(v for (_, v), r in zip(found, records) if r.label == label)
-        print(f"operating point {args.operating_point}, {name}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
+        counts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+        print(f"operating point {args.operating_point}, {name}: {counts}")
     print(f"{'edit':<18} {'pairs':>5} {'changed':>7} {'fake>real':>9}")
     for group in ("by_edit", "by_change"):
         for name, v in won[group].items():

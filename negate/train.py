@@ -267,7 +267,8 @@ def finetune_card(artefacts: dict) -> str:
 
     with safe_open(str(next(iter(artefacts.values()))), framework="pt") as fh:
         meta = fh.metadata() or {}
-    keys = ("arch", "patch", "train_images", "aligned_pairs", "val_images", "epochs", "best_val_auroc", "seconds")
+    keys = ("arch", "patch", "train_images", "aligned_pairs", "aligned_local", "val_images", "epochs", "best_val_auroc",
+            "seconds")
     return "- " + ", ".join(f"{k}: {meta[k]}" for k in keys if k in meta)
 
 

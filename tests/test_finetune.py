@@ -13,7 +13,8 @@ from safetensors import safe_open
 
 from negate.data.records import ImageRecord, load_manifest
 from negate.finetune.aligned import AlignedCrop
-from negate.finetune.data import DecodedImages, PatchAugment, PatchEvalSet, PatchTrainSet, collate_patches
+from negate.finetune.data import (DecodedImages, PatchAugment, PatchEvalSet, PatchTrainSet, collate_patches,
+                                  local_infill)
 from negate.finetune.fit import fit_detector, fit_key, finetuned_encoder_cfg
 from negate.finetune.module import balanced_bce
 from negate.models.encoders import create_encoder
@@ -54,6 +55,35 @@ def test_pairs_share_position_and_augmentation(tmp_path):
             x, y = ds[0]
             assert x.shape == (2, 3, 64, 64) and y.tolist() == [0.0, 1.0]
             assert torch.equal(x[0], x[1])
+
+
+def test_local_infill_keeps_the_photo_outside_one_rectangle():
+    rng = np.random.default_rng(3)
+    real, fake = np.zeros((100, 120, 3), np.uint8), np.full((100, 120, 3), 200, np.uint8)
+    for seed in range(20):
+        out = local_infill(real, fake, np.random.default_rng(seed), feather=(0.0, 0.0))
+        changed = np.argwhere(out[..., 0] > 0)
+        (y0, x0), (y1, x1) = changed.min(0), changed.max(0)
+        assert np.all(out[y0:y1 + 1, x0:x1 + 1] == 200) and len(changed) == (y1 - y0 + 1) * (x1 - x0 + 1)
+        assert 0.3 * 100 - 1 <= y1 - y0 + 1 <= 0.8 * 100 + 1 and 0.3 * 120 - 1 <= x1 - x0 + 1 <= 0.8 * 120 + 1
+    soft = local_infill(real, fake, rng, feather=(2.0, 2.0))
+    assert len(np.unique(soft)) > 2  # a feathered seam has intermediate values
+    with pytest.raises(ValueError, match="aligned.local"):
+        PatchTrainSet(DecodedImages([]), 32, local=1.5)
+
+
+def test_local_pairs_are_the_real_with_part_of_the_reconstruction(tmp_path):
+    arr = np.zeros((128, 128, 3), np.uint8)
+    real = _image(tmp_path / "real.png", arr)
+    recon = _image(tmp_path / "recon.png", np.full((128, 128, 3), 255, np.uint8))
+    aligned = {real: [AlignedCrop(real, 0, 0, 128, recon, recon)]}
+    ds = PatchTrainSet(DecodedImages([ImageRecord(real, 0)]), 64, PatchAugment(**NO_AUG), aligned, local=1.0)
+    for epoch in range(5):
+        ds.set_epoch(epoch)
+        x, y = ds[0]
+        assert y.tolist() == [0.0, 1.0] and x[0].max() == 0
+        share = float((x[1] > 0.5).float().mean())
+        assert 0.05 < share < 0.7  # part of the patch is the reconstruction, the rest the photo
 
 
 def test_small_images_are_padded_not_upsampled_and_eval_is_fixed(tmp_path):

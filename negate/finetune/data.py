@@ -8,6 +8,9 @@ same way whatever the class.
   :class:`PatchAugment` (flip, downscale, blur, JPEG or WebP re-encoding) with parameters drawn independently of
   the label, so neither class owns a format, a size or a compression history. A real with aligned reconstructions
   yields a *pair*: the real crop and the reconstruction's crop at the same position, through the same augmentation.
+  With ``local`` > 0 that share of the pairs' fakes are *local in-fills* instead: the real crop with only a random
+  soft-edged rectangle taken from the reconstruction (:func:`local_infill`; B-Free's local inpainting, CVPR 2025),
+  the shape of an object removal or a try-on, where most of the image is the untouched photo.
 * :class:`PatchEvalSet`: the inference grid of patches, no augmentation (validation, early stopping).
 """
 
@@ -139,15 +142,36 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
+def local_infill(real: np.ndarray, fake: np.ndarray, rng: np.random.Generator,
+                 share: tuple[float, float] = (0.3, 0.8), feather: tuple[float, float] = (0.0, 2.0)) -> np.ndarray:
+    """``real`` with a random rectangle (each side ``share`` of the crop's) blended in from ``fake`` (same shape)
+    through a mask blurred by a Gaussian of ``feather`` px, so the seam is not always a hard edge."""
+    h, w = real.shape[:2]
+    bh, bw = (max(1, int(round(n * rng.uniform(*share)))) for n in (h, w))
+    y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+    mask = np.zeros((h, w), np.uint8)
+    mask[y:y + bh, x:x + bw] = 255
+    sigma = float(rng.uniform(*feather))
+    if sigma > 0:
+        mask = np.asarray(Image.fromarray(mask).filter(ImageFilter.GaussianBlur(sigma)))
+    alpha = mask[..., None].astype(np.float32) / 255.0
+    return np.clip(fake * alpha + real * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+
+
 class PatchTrainSet(Dataset):
     """Item ``i``: ``(patches (k, 3, P, P) float in [0, 1], labels (k,))`` of image ``i % len(images)``, with k = 1,
-    or 2 for a real paired with its aligned reconstruction. An epoch holds ``patches_per_image`` items per image.
-    Random positions and augmentation come from ``seed``, the epoch and ``i``."""
+    or 2 for a real paired with its aligned reconstruction (a local in-fill of it with probability ``local``). An
+    epoch holds ``patches_per_image`` items per image. Random positions and augmentation come from ``seed``, the
+    epoch and ``i``."""
 
     def __init__(self, images: DecodedImages, patch: int, augment: PatchAugment | None = None,
-                 aligned: dict[str, list[AlignedCrop]] | None = None, seed: int = 0, patches_per_image: int = 1):
+                 aligned: dict[str, list[AlignedCrop]] | None = None, seed: int = 0, patches_per_image: int = 1,
+                 local: float = 0.0):
         if int(patches_per_image) < 1:
             raise ValueError(f"patches_per_image must be >= 1, got {patches_per_image}")
+        if not 0 <= float(local) <= 1:
+            raise ValueError(f"aligned.local must be in [0, 1], got {local}")
+        self.local = float(local)
         self.images = images
         self.patches_per_image = int(patches_per_image)
         self.patch = int(patch)
@@ -192,6 +216,8 @@ class PatchTrainSet(Dataset):
             ox, oy = (int(rng.integers(0, crop.size - side + 1)) for _ in range(2))
             real = self._cut(self.images.arrays[i], crop.x + ox, crop.y + oy, side)
             fake = self._cut(recon, ox, oy, side)
+            if self.local and rng.random() < self.local:
+                fake = Image.fromarray(local_infill(np.asarray(real), np.asarray(fake), rng))
             out = [_apply(real, params, self.patch), _apply(fake, params, self.patch)]
             labels = [label, 1]
         else:

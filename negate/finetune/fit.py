@@ -135,7 +135,8 @@ def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed:
     aligned = build_aligned(train, cfg["aligned"], cache_dir, max_pixels) if cfg.get("aligned") else None
     patch = int(cfg.get("patch", 128))
     train_set = PatchTrainSet(train_images, patch, PatchAugment.from_dict(cfg.get("augment")), aligned, seed,
-                              patches_per_image=int(cfg.get("patches_per_image", 1)))
+                              patches_per_image=int(cfg.get("patches_per_image", 1)),
+                              local=float((cfg.get("aligned") or {}).get("local", 0.0)))
     val_set = PatchEvalSet(val_images, patch, int(cfg.get("val_patches", 4)))
     log.info("fine-tuning %s on %d images x %d patches per epoch (%d aligned pairs), validating on %d; decoded in "
              "%.1f s", cfg.get("encoder"), len(train_images), train_set.patches_per_image, train_set.n_pairs,
@@ -169,7 +170,7 @@ def _fit(train, val, cfg: dict, out_dir: Path, cache_dir, max_pixels: int, seed:
                for k, v in module.state_dict().items() if k.startswith("backbone.")}
     meta = {**module.preprocessing, "patch": patch, "encoder": json.dumps(cfg.get("encoder")),
             "train_images": len(train_images), "patches_per_image": train_set.patches_per_image,
-            "aligned_pairs": train_set.n_pairs, "val_images": len(val_set),
+            "aligned_pairs": train_set.n_pairs, "aligned_local": train_set.local, "val_images": len(val_set),
             "best_val_auroc": float(checkpoint.best_model_score or float("nan")),
             "epochs": int(trainer.current_epoch), "seconds": round(time.perf_counter() - started, 1)}
     path = out_dir / WEIGHTS_FILE
